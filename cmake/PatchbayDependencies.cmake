@@ -1,0 +1,11 @@
+# Every dependency is a Debian bookworm package installed by scripts/install-deps.
+find_package(Threads REQUIRED)
+find_package(Boost 1.81 CONFIG REQUIRED COMPONENTS json url system)
+find_package(absl CONFIG REQUIRED)
+find_package(yaml-cpp CONFIG REQUIRED)
+if(PATCHBAY_BUILD_TESTS)
+  find_package(GTest CONFIG REQUIRED)
+endif()
+if(PATCHBAY_BUILD_BENCH)
+  find_package(benchmark CONFIG REQUIRED)
+endif()

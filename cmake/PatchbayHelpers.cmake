@@ -1,0 +1,68 @@
+# patchbay_add_test(NAME n SOURCES ... LIBS ... LABELS ... [TIMEOUT s])
+#   One GoogleTest executable; its tests are listed at test time (no build-time run) and
+#   carry the given ctest labels (unit, conformance, broker, browser, fault, fuzz, ...).
+function(patchbay_add_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;ENVIRONMENT" ${ARGN})
+  if(NOT PATCHBAY_BUILD_TESTS)
+    return()
+  endif()
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gmock patchbay_warnings)
+  if(NOT "main" IN_LIST T_LABELS)
+    target_link_libraries(${T_NAME} PRIVATE GTest::gtest_main)
+  endif()
+  gtest_discover_tests(${T_NAME}
+    DISCOVERY_MODE PRE_TEST
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT} ENVIRONMENT "${T_ENVIRONMENT}")
+endfunction()
+
+# patchbay_transport(NAME n SOURCES ... [LIBS ...] [BUILTIN]
+#                    [TESTS src... ] [TEST_LIBS ...] [TEST_LABELS ...])
+#   Builds a transport from one set of sources twice:
+#     patchbay_<n>          a static library (an object library linked into the core when
+#                           BUILTIN) for applications that link it in;
+#     patchbay_<n>_module   a loadable module, build/<preset>/lib/patchbay/libpatchbay_<n>.so,
+#                           for `plugins:` in config. Sources see PATCHBAY_BUILDING_MODULE.
+#   and registers its tests with ctest.
+function(patchbay_transport)
+  cmake_parse_arguments(X "BUILTIN" "NAME;KIND" "SOURCES;LIBS;TESTS;TEST_LIBS;TEST_LABELS" ${ARGN})
+  _patchbay_component(${ARGV})
+endfunction()
+
+# patchbay_plugin(...) — the same for middleware plugins (plugins/<name>).
+function(patchbay_plugin)
+  _patchbay_component(${ARGV})
+endfunction()
+
+function(_patchbay_component)
+  cmake_parse_arguments(X "BUILTIN" "NAME" "SOURCES;LIBS;TESTS;TEST_LIBS;TEST_LABELS" ${ARGN})
+  set(lib patchbay_${X_NAME})
+  if(X_BUILTIN)
+    add_library(${lib} OBJECT ${X_SOURCES})
+    target_link_libraries(${lib} PRIVATE patchbay_headers patchbay_warnings ${X_LIBS})
+    target_compile_definitions(${lib} PRIVATE PATCHBAY_BUILDING_CORE)
+  else()
+    add_library(${lib} STATIC ${X_SOURCES})
+    target_link_libraries(${lib} PUBLIC patchbay ${X_LIBS} PRIVATE patchbay_warnings)
+  endif()
+  target_include_directories(${lib} PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>)
+  add_library(patchbay::${X_NAME} ALIAS ${lib})
+
+  add_library(${lib}_module MODULE ${X_SOURCES})
+  target_link_libraries(${lib}_module PRIVATE patchbay ${X_LIBS} patchbay_warnings)
+  target_include_directories(${lib}_module PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/include)
+  target_compile_definitions(${lib}_module PRIVATE PATCHBAY_BUILDING_MODULE)
+  set_target_properties(${lib}_module PROPERTIES
+    OUTPUT_NAME patchbay_${X_NAME}
+    LIBRARY_OUTPUT_DIRECTORY ${PATCHBAY_MODULE_DIR})
+
+  foreach(src IN LISTS X_TESTS)
+    get_filename_component(stem ${src} NAME_WE)
+    patchbay_add_test(NAME ${X_NAME}_${stem} SOURCES ${src}
+      LIBS ${X_TEST_LIBS} LABELS ${X_TEST_LABELS})
+  endforeach()
+endfunction()

@@ -1,0 +1,78 @@
+// Out-of-line parts of Headers, Message and Position.
+#include <patchbay/headers.hpp>
+#include <patchbay/message.hpp>
+#include <patchbay/position.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdio>
+#include <random>
+
+namespace patchbay {
+
+void Headers::set(std::string_view name, std::string value) {
+  auto first = std::find_if(items_.begin(), items_.end(), [&](const value_type& h) { return h.first == name; });
+  if (first == items_.end()) {
+    items_.emplace_back(std::string(name), std::move(value));
+    return;
+  }
+  first->second = std::move(value);
+  items_.erase(std::remove_if(std::next(first), items_.end(), [&](const value_type& h) { return h.first == name; }),
+               items_.end());
+}
+
+std::size_t Headers::remove(std::string_view name) {
+  auto before = items_.size();
+  items_.erase(std::remove_if(items_.begin(), items_.end(), [&](const value_type& h) { return h.first == name; }),
+               items_.end());
+  return before - items_.size();
+}
+
+std::optional<std::string_view> Headers::get(std::string_view name) const noexcept {
+  for (const auto& h : items_)
+    if (h.first == name) return std::string_view(h.second);
+  return std::nullopt;
+}
+
+std::vector<std::string_view> Headers::get_all(std::string_view name) const {
+  std::vector<std::string_view> out;
+  for (const auto& h : items_)
+    if (h.first == name) out.emplace_back(h.second);
+  return out;
+}
+
+std::string Message::generate_id() {
+  // A per-thread generator seeded from the OS: no lock on the publish path.
+  thread_local std::mt19937_64 gen([] {
+    std::random_device rd;
+    std::seed_seq seq{rd(), rd(), rd(), rd()};
+    return std::mt19937_64(seq);
+  }());
+  std::array<char, 33> buf{};
+  std::snprintf(buf.data(), buf.size(), "%016llx%016llx", static_cast<unsigned long long>(gen()),
+                static_cast<unsigned long long>(gen()));
+  return std::string(buf.data(), 32);
+}
+
+void Message::stamp() {
+  if (id.empty()) id = generate_id();
+  if (time == time_point{}) time = std::chrono::system_clock::now();
+}
+
+Position Position::parse(std::string_view text) {
+  if (text == "latest" || text.empty()) return latest();
+  if (text == "earliest") return earliest();
+  return after(std::string(text));
+}
+
+std::string Position::to_string() const {
+  switch (kind_) {
+    case kind::latest: return "latest";
+    case kind::earliest: return "earliest";
+    case kind::after: return token_;
+  }
+  return token_;
+}
+
+}  // namespace patchbay

@@ -1,0 +1,1 @@
+#include <patchbay/stream.hpp>
