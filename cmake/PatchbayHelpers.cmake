@@ -1,8 +1,9 @@
-# patchbay_add_test(NAME n SOURCES ... LIBS ... LABELS ... [TIMEOUT s])
+# patchbay_add_test(NAME n SOURCES ... LIBS ... LABELS ... [TIMEOUT s] [OWN_MAIN])
 #   One GoogleTest executable; its tests are listed at test time (no build-time run) and
 #   carry the given ctest labels (unit, conformance, broker, browser, fault, fuzz, ...).
+#   OWN_MAIN: the sources define main() (e.g. to register conformance suites at run time).
 function(patchbay_add_test)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;ENVIRONMENT" ${ARGN})
+  cmake_parse_arguments(T "OWN_MAIN" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;ENVIRONMENT" ${ARGN})
   if(NOT PATCHBAY_BUILD_TESTS)
     return()
   endif()
@@ -11,7 +12,7 @@ function(patchbay_add_test)
   endif()
   add_executable(${T_NAME} ${T_SOURCES})
   target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gmock patchbay_warnings)
-  if(NOT "main" IN_LIST T_LABELS)
+  if(NOT T_OWN_MAIN)
     target_link_libraries(${T_NAME} PRIVATE GTest::gtest_main)
   endif()
   gtest_discover_tests(${T_NAME}

@@ -18,7 +18,9 @@ set(CMAKE_INSTALL_RPATH "$ORIGIN/../lib")
 set(CMAKE_POSITION_INDEPENDENT_CODE ON)
 
 add_library(patchbay_warnings INTERFACE)
-target_compile_options(patchbay_warnings INTERFACE -Wall -Wextra -Wno-unused-parameter)
+# GCC 12 warns about members omitted from designated initializers ({.group = "g"}), which
+# is how the API is meant to be used.
+target_compile_options(patchbay_warnings INTERFACE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
 if(PATCHBAY_WERROR)
   target_compile_options(patchbay_warnings INTERFACE -Werror)
 endif()

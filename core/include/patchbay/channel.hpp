@@ -14,17 +14,35 @@
 //     (e.g. from `||` or a parallel_group); a cancelled receive consumes nothing and a
 //     cancelled send enqueues nothing; both then throw boost::system::system_error.
 // Thread safety: every member may be called concurrently from any thread.
+//
+// Implementation notes (Boost 1.81's concurrent_channel):
+//   - its close() wakes only waiting receives; a send waiting on a full channel would stay
+//     suspended for ever, and cancelling it afterwards reads the send as a receive. So close()
+//     first cancels every waiter while the channel is still open, then closes it; sends start
+//     under `mutex_` so none can slip in between. Waiters woken that way see channel_cancelled
+//     and report closed (send) or std::nullopt (receive);
+//   - cancelling the last waiting receive of a buffered channel leaves it refusing sends although
+//     its buffer is empty (send state "block" instead of "buffer"). Sends detect that state
+//     (empty, open, yet refusing) under `mutex_` and reset() the channel: no value is buffered
+//     then, and a receive that started meanwhile and is cancelled by the reset waits again.
 #pragma once
 
 #include <patchbay/asio.hpp>
 #include <patchbay/error.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/experimental/channel_error.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
 
+#include <atomic>
 #include <cstddef>
+#include <mutex>
 #include <optional>
+#include <vector>
 
 namespace patchbay {
 
@@ -40,25 +58,50 @@ class Channel {
 
   /// Suspends while full. Throws system_error(errc::closed) when the channel is closed.
   awaitable<void> send(T value) {
-    auto [ec] = co_await channel_.async_send(boost::system::error_code{}, std::move(value),
-                                             asio::as_tuple(asio::use_awaitable_t<executor>{}));
+    auto [ec] = co_await asio::async_initiate<const asio::as_tuple_t<asio::use_awaitable_t<executor>>&,
+                                              void(boost::system::error_code)>(
+        [this, &value](auto handler) {
+          // Under mutex_ so that close() never runs between the start of this send and the
+          // channel noticing it (see the notes at the top of this file).
+          std::lock_guard lock(mutex_);
+          if (try_send_locked(value)) {
+            auto ex = asio::get_associated_executor(handler, channel_.get_executor());
+            asio::post(ex, [h = std::move(handler)]() mutable { std::move(h)(boost::system::error_code{}); });
+            return;
+          }
+          channel_.async_send(boost::system::error_code{}, std::move(value), std::move(handler));
+        },
+        asio::as_tuple(asio::use_awaitable_t<executor>{}));
     if (ec) {
-      if (ec == asio::experimental::error::channel_closed) throw_error(errc::closed, "channel closed");
+      if (ec == asio::experimental::error::channel_closed || closed_.load(std::memory_order_acquire))
+        throw_error(errc::closed, "channel closed");
       throw boost::system::system_error(ec);
     }
   }
 
   /// Sends without suspending. Returns false, leaving `value` untouched, when the channel is
   /// full or closed; `value` is moved from only on success.
-  bool try_send(T& value) { return channel_.try_send(boost::system::error_code{}, std::move(value)); }
+  bool try_send(T& value) {
+    std::lock_guard lock(mutex_);
+    return try_send_locked(value);
+  }
 
   /// Suspends while empty; std::nullopt once the channel is closed.
   awaitable<std::optional<T>> receive() {
-    auto [ec, value] =
-        co_await channel_.async_receive(asio::as_tuple(asio::use_awaitable_t<executor>{}));
-    if (!ec) co_return std::optional<T>(std::move(value));
-    if (ec == asio::experimental::error::channel_closed) co_return std::nullopt;
-    throw boost::system::system_error(ec);
+    for (;;) {
+      auto [ec, value] =
+          co_await channel_.async_receive(asio::as_tuple(asio::use_awaitable_t<executor>{}));
+      if (!ec) co_return std::optional<T>(std::move(value));
+      if (ec == asio::experimental::error::channel_closed || closed_.load(std::memory_order_acquire))
+        co_return std::nullopt;
+      // A receive that nobody cancelled was woken by a send's reset() (see the notes at the
+      // top): it consumed nothing, so it simply waits again.
+      if (ec == asio::experimental::error::channel_cancelled) {
+        auto state = co_await asio::this_coro::cancellation_state;
+        if (state.cancelled() == asio::cancellation_type::none) continue;
+      }
+      throw boost::system::system_error(ec);
+    }
   }
 
   /// Receives without suspending; std::nullopt when empty or closed.
@@ -70,7 +113,20 @@ class Channel {
     return out;
   }
 
-  void close() { channel_.close(); }
+  /// Idempotent. Buffered values are destroyed here, outside the lock.
+  void close() {
+    std::vector<T> dropped;
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_.exchange(true, std::memory_order_acq_rel)) return;
+      channel_.cancel();  // wakes waiting sends and receives while the channel is still open
+      while (channel_.try_receive([&](boost::system::error_code ec, T v) {
+        if (!ec) dropped.push_back(std::move(v));
+      })) {
+      }
+      channel_.close();
+    }
+  }
   bool is_open() const { return channel_.is_open(); }
   bool ready() const { return channel_.ready(); }
 
@@ -78,7 +134,19 @@ class Channel {
   native_type& native() noexcept { return channel_; }
 
  private:
+  bool try_send_locked(T& value) {
+    if (channel_.try_send(boost::system::error_code{}, std::move(value))) return true;
+    if (closed_.load(std::memory_order_relaxed) || channel_.capacity() == 0 || channel_.ready()) return false;
+    // Not ready means: nothing buffered and no send waiting. A buffered, open channel in that
+    // state must accept a value; when it does not, it is the state a cancelled receive leaves
+    // behind (see the notes at the top). Nobody waits, nothing is buffered: reset() is safe.
+    channel_.reset();
+    return channel_.try_send(boost::system::error_code{}, std::move(value));
+  }
+
   native_type channel_;
+  std::mutex mutex_;  // serialises starting a send with close()
+  std::atomic<bool> closed_{false};
 };
 
 }  // namespace patchbay

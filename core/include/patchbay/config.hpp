@@ -155,3 +155,7 @@ struct Config {
 absl::StatusOr<std::string> expand_env(std::string_view text);
 
 }  // namespace patchbay::config
+
+namespace patchbay {
+using Config = config::Config;
+}  // namespace patchbay

@@ -19,22 +19,24 @@ class Middleware : public Transport {
 
   std::string_view type() const noexcept override { return inner_->type(); }
   Features features() const override { return inner_->features(); }
-  /// The runtime starts and stops the wrapped transport itself (it may serve several
-  /// bindings); a middleware's start/stop concern only its own resources.
-  awaitable<void> start() override { co_return; }
-  awaitable<void> stop() override { co_return; }
-  awaitable<void> publish(Message msg) override { return inner_->publish(std::move(msg)); }
-  awaitable<Stream<Delivery>> subscribe(std::string topic, SubscribeOptions options) override {
-    return inner_->subscribe(std::move(topic), std::move(options));
-  }
-  awaitable<Message> request(std::string service, Message msg, deadline until) override {
-    return inner_->request(std::move(service), std::move(msg), until);
-  }
-  awaitable<void> serve(std::string service, ServiceHandler handler) override {
-    return inner_->serve(std::move(service), std::move(handler));
-  }
 
   const std::shared_ptr<Transport>& inner() const noexcept { return inner_; }
+
+ protected:
+  /// The runtime starts and stops the wrapped transport itself (it may serve several
+  /// bindings); a middleware's start/stop concern only its own resources.
+  awaitable<void> do_start() override { co_return; }
+  awaitable<void> do_stop() override { co_return; }
+  awaitable<void> do_publish(Message msg) override { return inner_->publish(std::move(msg)); }
+  awaitable<Stream<Delivery>> do_subscribe(std::string topic, SubscribeOptions options) override {
+    return inner_->subscribe(std::move(topic), std::move(options));
+  }
+  awaitable<Message> do_request(std::string service, Message msg, deadline until) override {
+    return inner_->request(std::move(service), std::move(msg), until);
+  }
+  awaitable<void> do_serve(std::string service, ServiceHandler handler) override {
+    return inner_->serve(std::move(service), std::move(handler));
+  }
 
  private:
   std::shared_ptr<Transport> inner_;

@@ -13,7 +13,10 @@
 // work and drain in-flight deliveries, bounded by `drain_timeout`), then the io_context
 // stops and its threads are joined. Coroutines still suspended then are destroyed, which
 // nacks any Delivery they held, so no acknowledged message is lost.
-// Thread safety: topic(), service(), stop() and get_executor() may be called from any thread.
+// Lifetime: Topic and Service handles must not outlive their Runtime: a transport loaded from
+// a plugin module is code of that module, which the Runtime unloads when it is destroyed.
+// Thread safety: topic(), service(), stop() and get_executor() may be called from any thread;
+// wait() and run() must not be called from one of the runtime's own threads.
 #pragma once
 
 #include <patchbay/asio.hpp>

@@ -39,14 +39,41 @@
 
 namespace patchbay {
 
-struct SubscribeOptions {
-  /// Consumer group. Empty: this subscription receives every message (fan-out).
-  std::string group;
-  /// Where to start; `Position::latest()` receives only what is published from now on.
-  Position from = Position::latest();
-  /// Deliveries handed out but not yet settled, at most. 0: the transport's default.
-  /// With 1, the next message is not delivered before the previous one is settled.
-  std::size_t max_in_flight = 0;
+/// How to subscribe. Chain the setters: `SubscribeOptions().group("workers").max_in_flight(1)`.
+///
+/// This is a class with a constructor rather than an aggregate on purpose: GCC 12 miscompiles a
+/// braced aggregate temporary inside a co_await expression (`co_await t.subscribe({.group = "g"})`
+/// frees its strings twice). A type with a user-provided constructor is not affected.
+class SubscribeOptions {
+ public:
+  SubscribeOptions() noexcept {}
+
+  /// Consumer group. Empty (the default): this subscription receives every message (fan-out).
+  SubscribeOptions& group(std::string name) {
+    group_ = std::move(name);
+    return *this;
+  }
+  const std::string& group() const noexcept { return group_; }
+
+  /// Where to start; `Position::latest()` (the default) receives only what is published from now on.
+  SubscribeOptions& from(Position position) {
+    from_ = std::move(position);
+    return *this;
+  }
+  const Position& from() const noexcept { return from_; }
+
+  /// Deliveries handed out but not yet settled, at most; 0 (the default): the transport's
+  /// default. With 1, the next message is not delivered before the previous one is settled.
+  SubscribeOptions& max_in_flight(std::size_t n) noexcept {
+    max_in_flight_ = n;
+    return *this;
+  }
+  std::size_t max_in_flight() const noexcept { return max_in_flight_; }
+
+ private:
+  std::string group_;
+  Position from_ = Position::latest();
+  std::size_t max_in_flight_ = 0;
 };
 
 /// Handles one request; its return value is the reply. Throwing fails the request with
@@ -62,13 +89,29 @@ class Transport : public std::enable_shared_from_this<Transport> {
 
   virtual Features features() const = 0;
 
-  virtual awaitable<void> start() { co_return; }
-  virtual awaitable<void> stop() = 0;
+  // The public operations are plain functions that forward to the protected do_* coroutines,
+  // which transports implement: the interface a caller sees stays fixed while implementations
+  // are free to be coroutines.
+  awaitable<void> start() { return do_start(); }
+  awaitable<void> stop() { return do_stop(); }
+  awaitable<void> publish(Message msg) { return do_publish(std::move(msg)); }
+  awaitable<Stream<Delivery>> subscribe(std::string topic, SubscribeOptions options = {}) {
+    return do_subscribe(std::move(topic), std::move(options));
+  }
+  awaitable<Message> request(std::string service, Message msg, deadline until) {
+    return do_request(std::move(service), std::move(msg), until);
+  }
+  awaitable<void> serve(std::string service, ServiceHandler handler) {
+    return do_serve(std::move(service), std::move(handler));
+  }
 
-  virtual awaitable<void> publish(Message msg) = 0;
-  virtual awaitable<Stream<Delivery>> subscribe(std::string topic, SubscribeOptions options) = 0;
-  virtual awaitable<Message> request(std::string service, Message msg, deadline until) = 0;
-  virtual awaitable<void> serve(std::string service, ServiceHandler handler) = 0;
+ protected:
+  virtual awaitable<void> do_start() { co_return; }
+  virtual awaitable<void> do_stop() = 0;
+  virtual awaitable<void> do_publish(Message msg) = 0;
+  virtual awaitable<Stream<Delivery>> do_subscribe(std::string topic, SubscribeOptions options) = 0;
+  virtual awaitable<Message> do_request(std::string service, Message msg, deadline until) = 0;
+  virtual awaitable<void> do_serve(std::string service, ServiceHandler handler) = 0;
 };
 
 }  // namespace patchbay
