@@ -479,7 +479,7 @@ absl::Status Node::check_unknown_keys() const {
     std::vector<std::string> known(state_->known.begin(), state_->known.end());
     const std::string known_list = known.empty() ? std::string("(none)") : join(known, ", ");
     for (auto it = state_->yaml.begin(); it != state_->yaml.end(); ++it) {
-      const YAML::Node& k = it->first;
+      const YAML::Node k = it->first;  // a copy: the iterator hands out a temporary
       const Mark km = mark_of_yaml(k, state_->file);
       if (!k.IsScalar()) {
         problems.emplace_back(error_at(km, where + ": keys must be plain names, got " + describe_kind(k)).message());
@@ -606,7 +606,7 @@ void parse_transports(const YAML::Node& key, const YAML::Node& v, const std::str
     }
     const std::string name = it->first.Scalar();
     const std::string context = "transport " + quote(name);
-    const YAML::Node& body = it->second;
+    const YAML::Node body = it->second;  // a copy: the iterator hands out a temporary
     if (body.IsNull()) {
       problems.add(km, context + ": missing required key 'type' (e.g. " + name + ": { type: inproc })");
       continue;
@@ -691,7 +691,7 @@ void parse_bindings(const YAML::Node& key, const YAML::Node& v, const std::strin
     }
     const std::string name = it->first.Scalar();
     const std::string context = "binding " + quote(name);
-    const YAML::Node& body = it->second;
+    const YAML::Node body = it->second;  // a copy: the iterator hands out a temporary
     BindingSpec spec;
     spec.name = name;
     spec.wire_name = name;

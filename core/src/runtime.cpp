@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <condition_variable>
@@ -85,6 +86,7 @@ struct Runtime::Impl {
   std::condition_variable cv;
   bool stop_requested = false;
   bool started = false;
+  bool shutting_down = false;  // one wait() performs the graceful stop; others wait for `finished`
   bool finished = false;
 
   explicit Impl(int concurrency_hint) : io(concurrency_hint) {}
@@ -233,7 +235,12 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::create(RuntimeOptions options)
   return std::unique_ptr<Runtime>(new Runtime(std::move(impl)));
 }
 
-executor Runtime::get_executor() const { return impl_->io.get_executor(); }
+executor Runtime::get_executor() const {
+  // A fresh strand each time: a coroutine spawned on it runs serialized, as Asio requires of
+  // anything that uses cancellation (deadlines, ||, parallel groups) on a multi-threaded
+  // io_context, while separate coroutines still run in parallel.
+  return asio::make_strand(impl_->io.get_executor());
+}
 
 Topic Runtime::topic(std::string_view name) const {
   auto it = impl_->bindings.find(name);
@@ -278,6 +285,12 @@ void Runtime::wait() {
     std::unique_lock lock(impl_->mutex);
     if (!impl_->started || impl_->finished) return;
     impl_->cv.wait(lock, [&] { return impl_->stop_requested; });
+    if (impl_->shutting_down) {
+      // Another thread's wait() is stopping the runtime: return once it has finished.
+      impl_->cv.wait(lock, [&] { return impl_->finished; });
+      return;
+    }
+    impl_->shutting_down = true;
   }
   auto stopped = asio::co_spawn(impl_->io, impl_->stop_all(), asio::use_future);
   // Transports bound their own drain; allow a margin for them to finish.
@@ -293,8 +306,11 @@ void Runtime::wait() {
   for (auto& t : impl_->threads)
     if (t.joinable()) t.join();
   impl_->threads.clear();
-  std::lock_guard lock(impl_->mutex);
-  impl_->finished = true;
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->finished = true;
+  }
+  impl_->cv.notify_all();
 }
 
 absl::Status Runtime::run() {

@@ -55,7 +55,7 @@ TEST(Bytes, AllByteValuesSurvive) {
   ASSERT_EQ(all.size(), 512u);
 
   Bytes from_string(all);
-  Bytes from_view(std::string_view(all));
+  Bytes from_view{std::string_view(all)};
   std::vector<std::byte> raw(all.size());
   for (std::size_t i = 0; i < all.size(); ++i) raw[i] = static_cast<std::byte>(static_cast<unsigned char>(all[i]));
   Bytes from_span{std::span<const std::byte>(raw)};

@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <gtest/gtest.h>
 
@@ -34,14 +35,19 @@ using namespace std::chrono_literals;
   } while (0)
 #define CO_ASSERT_READY(future) CO_ASSERT_TRUE((future).wait_for(0s) == std::future_status::ready)
 
-/// Runs the coroutine made by `test` on a fresh io_context served by `threads` threads, and
-/// fails (instead of hanging) when it has not finished within `limit`.
+/// The io_context executor of the running test, for coroutines that need a strand of their own.
+executor pool;
+
+/// Runs the coroutine made by `test` on a strand of a fresh io_context served by `threads`
+/// threads, and fails (instead of hanging) when it has not finished within `limit`. Coroutines
+/// on an io_context run by several threads live on strands, as Asio requires.
 template <typename F>
 void run_async(F test, int threads = 1, std::chrono::seconds limit = std::chrono::seconds(60)) {
   asio::io_context io(threads);
   std::promise<std::exception_ptr> finished;
   auto result = finished.get_future();
-  asio::co_spawn(executor(io.get_executor()), std::move(test),
+  pool = io.get_executor();
+  asio::co_spawn(executor(asio::make_strand(io)), std::move(test),
                  [&finished](std::exception_ptr e) { finished.set_value(e); });
   std::vector<std::thread> pool;
   for (int i = 0; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
@@ -264,7 +270,7 @@ TEST(Channel, ManyThreadsProducersAndConsumers) {
         auto finished = std::make_shared<Channel<int>>(ex, kProducers + kConsumers);
         for (int p = 0; p < kProducers; ++p) {
           asio::co_spawn(
-              ex,
+              asio::make_strand(pool),
               [channel, finished, p]() -> awaitable<void> {
                 for (int i = 0; i < kPerProducer; ++i) co_await channel->send(p * kPerProducer + i);
                 co_await finished->send(p);
@@ -273,7 +279,7 @@ TEST(Channel, ManyThreadsProducersAndConsumers) {
         }
         for (int c = 0; c < kConsumers; ++c) {
           asio::co_spawn(
-              ex,
+              asio::make_strand(pool),
               [channel, finished, out = &received[c], c]() -> awaitable<void> {
                 // -1 is the end marker; one is sent per consumer after every producer is done.
                 for (;;) {

@@ -37,18 +37,19 @@ using namespace std::chrono_literals;
   } while (0)
 #define CO_ASSERT_READY(future) CO_ASSERT_TRUE((future).wait_for(0s) == std::future_status::ready)
 
-enum class Exec { plain, strand };
+/// The io_context executor of the running test, for coroutines that need a strand of their own.
+executor pool;
 
-/// Runs the coroutine made by `test` on a fresh io_context served by `threads` threads, and
-/// fails (instead of hanging) when it has not finished within `limit`. With Exec::strand the
-/// coroutine runs on a strand, as a coroutine that uses Asio cancellation across threads must.
+/// Runs the coroutine made by `test` on a strand of a fresh io_context served by `threads`
+/// threads, and fails (instead of hanging) when it has not finished within `limit`. Coroutines
+/// on an io_context run by several threads live on strands, as Asio requires.
 template <typename F>
-void run_async(F test, int threads = 1, Exec exec = Exec::plain, std::chrono::seconds limit = std::chrono::seconds(60)) {
+void run_async(F test, int threads = 1, std::chrono::seconds limit = std::chrono::seconds(60)) {
   asio::io_context io(threads);
   std::promise<std::exception_ptr> finished;
   auto result = finished.get_future();
-  executor ex = io.get_executor();
-  if (exec == Exec::strand) ex = asio::make_strand(io);
+  pool = io.get_executor();
+  executor ex = asio::make_strand(io);
   asio::co_spawn(ex, std::move(test),
                  [&finished](std::exception_ptr e) { finished.set_value(e); });
   std::vector<std::thread> pool;
@@ -362,7 +363,7 @@ TEST(Stream, TimeoutLosesNothingWhenTimersRaceElements) {
         auto ex = co_await asio::this_coro::executor;
         auto channel = std::make_shared<Channel<int>>(ex, 2);
         auto stream = Stream<int>::from_channel(channel).timeout(100us);
-        asio::co_spawn(ex, produce(channel, kCount, 300us), asio::detached);
+        asio::co_spawn(asio::make_strand(pool), produce(channel, kCount, 300us), asio::detached);
         while (seen.size() < static_cast<std::size_t>(kCount)) {
           try {
             auto v = co_await stream.next();
@@ -389,7 +390,7 @@ TEST(Stream, BatchLosesNothingWhenTimersRaceElements) {
         auto ex = co_await asio::this_coro::executor;
         auto channel = std::make_shared<Channel<int>>(ex, 2);
         auto stream = Stream<int>::from_channel(channel).batch(4, 150us);
-        asio::co_spawn(ex, produce(channel, kCount, 300us), asio::detached);
+        asio::co_spawn(asio::make_strand(pool), produce(channel, kCount, 300us), asio::detached);
         while (seen.size() < static_cast<std::size_t>(kCount)) {
           auto batch = co_await stream.next();
           if (!batch) break;
@@ -432,7 +433,7 @@ TEST(Stream, CallerCancellationOfTimeoutLosesNothing) {
         auto ex = co_await asio::this_coro::executor;
         auto channel = std::make_shared<Channel<int>>(ex, 2);
         auto stream = Stream<int>::from_channel(channel).map([](int v) { return v; }).timeout(1h);
-        asio::co_spawn(ex, produce(channel, kCount, 300us), asio::detached);
+        asio::co_spawn(asio::make_strand(pool), produce(channel, kCount, 300us), asio::detached);
         std::size_t have = 0;
         co_await consume_with_caller_deadlines(
             stream, kCount,
@@ -443,7 +444,7 @@ TEST(Stream, CallerCancellationOfTimeoutLosesNothing) {
             have);
         stream.close();
       },
-      4, Exec::strand);
+      4);
   EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end())) << "order changed";
   expect_each_once(seen, kCount);
 }
@@ -456,7 +457,7 @@ TEST(Stream, CallerCancellationOfBatchLosesNothing) {
         auto ex = co_await asio::this_coro::executor;
         auto channel = std::make_shared<Channel<int>>(ex, 2);
         auto stream = Stream<int>::from_channel(channel).batch(5, 100us);
-        asio::co_spawn(ex, produce(channel, kCount, 300us), asio::detached);
+        asio::co_spawn(asio::make_strand(pool), produce(channel, kCount, 300us), asio::detached);
         std::size_t have = 0;
         co_await consume_with_caller_deadlines(
             stream, kCount,
@@ -467,7 +468,7 @@ TEST(Stream, CallerCancellationOfBatchLosesNothing) {
             have);
         stream.close();
       },
-      4, Exec::strand);
+      4);
   EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end())) << "order changed";
   expect_each_once(seen, kCount);
 }

@@ -13,7 +13,11 @@
 //   - cancellation: send and receive honour the cancellation slot of the awaiting coroutine
 //     (e.g. from `||` or a parallel_group); a cancelled receive consumes nothing and a
 //     cancelled send enqueues nothing; both then throw boost::system::system_error.
-// Thread safety: every member may be called concurrently from any thread.
+// Thread safety: every member may be called concurrently from any thread. As with every Asio
+// object, the channel must outlive the start of each operation on it: on an io_context run by
+// several threads, a coroutine resumed by a completion may run before the thread that started
+// the operation has left the channel, so run coroutines on strands there (a coroutine that
+// destroys its channel right after receiving from it would race otherwise).
 //
 // Implementation notes (Boost 1.81's concurrent_channel):
 //   - its close() wakes only waiting receives; a send waiting on a full channel would stay
@@ -22,15 +26,19 @@
 //     under `mutex_` so none can slip in between. Waiters woken that way see channel_cancelled
 //     and report closed (send) or std::nullopt (receive);
 //   - cancelling the last waiting receive of a buffered channel leaves it refusing sends although
-//     its buffer is empty (send state "block" instead of "buffer"). Sends detect that state
-//     (empty, open, yet refusing) under `mutex_` and reset() the channel: no value is buffered
-//     then, and a receive that started meanwhile and is cancelled by the reset waits again.
+//     its buffer is empty (send state "block" instead of "buffer"); a send would then wait, and
+//     try_send fail, on an empty channel. Sends detect that state (empty, open, yet refusing)
+//     and reset() the channel, which is harmless then: nothing is buffered and nobody waits.
+//     reset() is not atomic (it cancels waiters, then rewrites the state), so every send and
+//     receive starts under `mutex_`, as the repair does; a receive that a reset() cancels anyway
+//     (it was not cancelled itself) simply waits again.
 #pragma once
 
 #include <patchbay/asio.hpp>
 #include <patchbay/error.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
@@ -75,6 +83,8 @@ class Channel {
     if (ec) {
       if (ec == asio::experimental::error::channel_closed || closed_.load(std::memory_order_acquire))
         throw_error(errc::closed, "channel closed");
+      if (ec == asio::experimental::error::channel_cancelled)
+        throw boost::system::system_error(asio::error::operation_aborted);
       throw boost::system::system_error(ec);
     }
   }
@@ -88,9 +98,18 @@ class Channel {
 
   /// Suspends while empty; std::nullopt once the channel is closed.
   awaitable<std::optional<T>> receive() {
+    // Fast path: a value is ready, nothing to wait for.
+    if (auto ready_value = try_receive()) co_return ready_value;
     for (;;) {
-      auto [ec, value] =
-          co_await channel_.async_receive(asio::as_tuple(asio::use_awaitable_t<executor>{}));
+      auto [ec, value] = co_await asio::async_initiate<const asio::as_tuple_t<asio::use_awaitable_t<executor>>&,
+                                                       void(boost::system::error_code, T)>(
+          [this](auto handler) {
+            // Under mutex_, like every start of a send, so that the repair in try_send_locked()
+            // never runs while a receive is being queued (see the notes at the top).
+            std::lock_guard lock(mutex_);
+            channel_.async_receive(std::move(handler));
+          },
+          asio::as_tuple(asio::use_awaitable_t<executor>{}));
       if (!ec) co_return std::optional<T>(std::move(value));
       if (ec == asio::experimental::error::channel_closed || closed_.load(std::memory_order_acquire))
         co_return std::nullopt;
@@ -99,6 +118,8 @@ class Channel {
       if (ec == asio::experimental::error::channel_cancelled) {
         auto state = co_await asio::this_coro::cancellation_state;
         if (state.cancelled() == asio::cancellation_type::none) continue;
+        // Cancelled by the caller: report it as every other Asio operation does.
+        throw boost::system::system_error(asio::error::operation_aborted);
       }
       throw boost::system::system_error(ec);
     }
@@ -145,7 +166,7 @@ class Channel {
   }
 
   native_type channel_;
-  std::mutex mutex_;  // serialises starting a send with close()
+  std::mutex mutex_;  // serialises starting a send or receive with close() and the repair
   std::atomic<bool> closed_{false};
 };
 

@@ -70,6 +70,10 @@ class Runtime {
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
+  /// A new strand on the runtime's io_context. Spawn each application coroutine on its own
+  /// get_executor(): a coroutine is then never resumed on two threads at once, which Asio
+  /// requires wherever cancellation is used (deadlines, `||`, Stream::timeout), while separate
+  /// coroutines still run in parallel on the runtime's threads.
   executor get_executor() const;
 
   /// The handle for a binding name. A name without a binding uses the default transport.

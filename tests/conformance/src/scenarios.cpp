@@ -129,10 +129,9 @@ awaitable<void> consumer_group_splits(Context& ctx) {
   std::atomic<bool> done{false};
   std::atomic<int> running{members};
   std::array<std::size_t, members> per_member{};
-  auto ex = co_await asio::this_coro::executor;
   for (int i = 0; i < members; ++i) {
     asio::co_spawn(
-        ex,
+        ctx.fresh(),
         [&, i]() -> awaitable<void> {
           while (!done) {
             Next next = co_await next_for(subs[i], 100ms);
@@ -190,13 +189,12 @@ awaitable<void> concurrent_publishers(Context& ctx) {
   constexpr int publishers = 4;
   const std::size_t per = ctx.harness.bulk_messages / publishers;
   auto sub = co_await ctx.transport->subscribe(topic, {});
-  auto ex = co_await asio::this_coro::executor;
   std::atomic<int> finished{0};
   std::atomic<int> failed{0};
   for (int p = 0; p < publishers; ++p) {
-    // Each publisher on its own strand-less coroutine: they run on every io thread at once.
+    // Each publisher on its own strand: they run on every io thread at once.
     asio::co_spawn(
-        ex,
+        ctx.fresh(),
         [&, p]() -> awaitable<void> {
           try {
             for (std::size_t i = 0; i < per; ++i)

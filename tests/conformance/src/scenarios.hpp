@@ -5,6 +5,7 @@
 
 #include <patchbay/stream.hpp>
 
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -28,6 +29,9 @@ struct Context {
   std::shared_ptr<Transport> transport;
   Features features;
   std::string scenario;
+  /// A new strand on the transport's io_context: coroutines spawned on separate strands run in
+  /// parallel on the io threads; each one is serialized, as cancellation requires.
+  std::function<executor()> fresh;
 
   /// A topic or service name unique to this scenario run.
   std::string unique(const std::string& base) const;

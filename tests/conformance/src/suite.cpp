@@ -58,7 +58,8 @@ class ScenarioTest : public testing::Test {
       GTEST_SKIP() << tag << "does not apply to the declared features (" << features.describe() << ")";
     }
 
-    Context ctx{*harness_, instance.transport, features, scenario_->name};
+    Context ctx{*harness_, instance.transport, features, scenario_->name,
+                instance.fresh ? instance.fresh : std::function<executor()>([ex = instance.ex] { return ex; })};
     asio::cancellation_signal cancel;
     std::future<void> done = asio::co_spawn(instance.ex, scenario_->run(ctx),
                                             asio::bind_cancellation_slot(cancel.slot(), asio::use_future));
@@ -112,6 +113,7 @@ absl::StatusOr<Instance> from_config(const std::string& config_text, int threads
   Instance out;
   out.transport = runtime->topic("conformance").transport();
   out.ex = runtime->get_executor();
+  out.fresh = [runtime] { return runtime->get_executor(); };
   out.keep_alive = runtime;
   out.shutdown = [runtime] {
     runtime->stop();

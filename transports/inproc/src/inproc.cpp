@@ -28,6 +28,7 @@
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 
 #include <algorithm>
@@ -388,7 +389,6 @@ class InprocTransport final : public Transport {
   awaitable<void> do_serve(std::string service, ServiceHandler handler) override {
     if (stopping_) throw_error(errc::stopped, "inproc: serve after stop");
     auto state = service_state(service);
-    auto ex = co_await asio::this_coro::executor;
     auto shared_handler = std::make_shared<ServiceHandler>(std::move(handler));
     while (auto call = co_await state->calls.receive()) {
       if (clock::now() >= (*call)->until) {
@@ -396,7 +396,8 @@ class InprocTransport final : public Transport {
         continue;
       }
       ++in_flight_requests_;
-      asio::co_spawn(ex, handle(std::move(*call), shared_handler), asio::detached);
+      // Each request on its own strand: handlers run in parallel, each one serialized.
+      asio::co_spawn(asio::make_strand(ex_), handle(std::move(*call), shared_handler), asio::detached);
     }
   }
 

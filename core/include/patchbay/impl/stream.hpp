@@ -370,7 +370,9 @@ class MergeSource final : public StreamSource<T> {
 
   // Called with state_->mutex held.
   void start(executor ex) {
-    state_->channel = std::make_shared<Channel<T>>(ex, 1);
+    // Capacity 0: a pump's send completes only once a next() has taken the element, so when the
+    // last pump ends and closes the channel, nothing is left in it to be dropped by close().
+    state_->channel = std::make_shared<Channel<T>>(ex, 0);
     if (state_->inputs.empty()) state_->channel->close();
     for (std::size_t i = 0; i < state_->inputs.size(); ++i)
       asio::co_spawn(ex, pump(state_, i), asio::detached);

@@ -38,7 +38,8 @@ struct Instance {
   /// destroyed last: a module's transport must be released before its code is unmapped.
   std::shared_ptr<void> keep_alive;
   std::shared_ptr<Transport> transport;
-  executor ex;                     ///< where the scenario runs (the transport's io_context)
+  executor ex;                     ///< where the scenario runs: a strand on the transport's io_context
+  std::function<executor()> fresh; ///< a new strand on the same io_context (parallel coroutines)
   std::function<void()> shutdown;  ///< stops it after the scenario (optional)
 };
 
