@@ -2,7 +2,7 @@
 //
 //     auto ticks = runtime.topic("ticks");
 //     co_await ticks.publish(Message("42"));
-//     auto sub = co_await ticks.subscribe({.group = "workers"});
+//     auto sub = co_await ticks.subscribe(SubscribeOptions().group("workers"));
 //     while (auto d = co_await sub.next()) { ...; d->ack(); }
 //
 // A Topic is a cheap, copyable handle bound by name to a transport through the config. The
