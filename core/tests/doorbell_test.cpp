@@ -1,5 +1,7 @@
 #include <patchbay/doorbell.hpp>
 
+#include "async_test_support.hpp"
+
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -24,47 +26,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// ASSERT_* returns from the enclosing function, which a coroutine cannot do.
-#define CO_ASSERT_TRUE(cond)                        \
-  do {                                              \
-    if (!(cond)) {                                  \
-      ADD_FAILURE() << "assertion failed: " #cond; \
-      co_return;                                    \
-    }                                               \
-  } while (0)
-
-/// Runs the coroutine made by `test` on a fresh io_context served by `threads` threads, and
-/// fails (instead of hanging) when it has not finished within `limit`.
-/// With `on_strand`, the coroutine runs on a strand of that io_context.
-template <typename F>
-void run_async(F test, int threads = 1, std::chrono::seconds limit = std::chrono::seconds(120),
-               bool on_strand = false) {
-  asio::io_context io(threads);
-  std::promise<std::exception_ptr> finished;
-  auto result = finished.get_future();
-  executor ex = on_strand ? executor(asio::make_strand(io.get_executor())) : executor(io.get_executor());
-  asio::co_spawn(ex, std::move(test),
-                 [&finished](std::exception_ptr e) { finished.set_value(e); });
-  std::vector<std::thread> pool;
-  for (int i = 0; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
-  const bool done = result.wait_for(limit) == std::future_status::ready;
-  io.stop();
-  for (auto& t : pool) t.join();
-  ASSERT_TRUE(done) << "the test coroutine did not finish within " << limit.count() << "s";
-  if (auto e = result.get()) {
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      FAIL() << "the test coroutine threw: " << ex.what();
-    }
-  }
-}
-
-/// Lets other ready handlers run a few times.
-awaitable<void> yield(int times = 16) {
-  for (int i = 0; i < times; ++i)
-    co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable_t<executor>{});
-}
+using namespace patchbay::testing_support;
 
 awaitable<void> sleep_for(duration d) {
   asio::steady_timer timer(co_await asio::this_coro::executor, d);
@@ -398,7 +360,7 @@ TEST(Doorbell, StressRingRacesCancellation) {
         co_await bell.wait();
         (void)timeouts;
       },
-      2, std::chrono::seconds(240), /*on_strand=*/true);
+      2, std::chrono::seconds(240));
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include <patchbay/stream.hpp>
 
+#include "async_test_support.hpp"
+
 #include <patchbay/error.hpp>
 
 #include <boost/asio/deferred.hpp>
@@ -27,49 +29,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// ASSERT_* returns from the enclosing function, which a coroutine cannot do.
-#define CO_ASSERT_TRUE(cond)                        \
-  do {                                              \
-    if (!(cond)) {                                  \
-      ADD_FAILURE() << "assertion failed: " #cond; \
-      co_return;                                    \
-    }                                               \
-  } while (0)
-#define CO_ASSERT_READY(future) CO_ASSERT_TRUE((future).wait_for(0s) == std::future_status::ready)
-
-/// The io_context executor of the running test, for coroutines that need a strand of their own.
-executor pool;
-
-/// Runs the coroutine made by `test` on a strand of a fresh io_context served by `threads`
-/// threads, and fails (instead of hanging) when it has not finished within `limit`. Coroutines
-/// on an io_context run by several threads live on strands, as Asio requires.
-template <typename F>
-void run_async(F test, int threads = 1, std::chrono::seconds limit = std::chrono::seconds(60)) {
-  asio::io_context io(threads);
-  std::promise<std::exception_ptr> finished;
-  auto result = finished.get_future();
-  pool = io.get_executor();
-  executor ex = asio::make_strand(io);
-  asio::co_spawn(ex, std::move(test),
-                 [&finished](std::exception_ptr e) { finished.set_value(e); });
-  std::vector<std::thread> pool;
-  for (int i = 0; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
-  const bool done = result.wait_for(limit) == std::future_status::ready;
-  io.stop();
-  for (auto& t : pool) t.join();
-  ASSERT_TRUE(done) << "the test coroutine did not finish within " << limit.count() << "s";
-  if (auto e = result.get()) {
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      FAIL() << "the test coroutine threw: " << ex.what();
-    }
-  }
-}
-
-awaitable<void> yield(int times = 8) {
-  for (int i = 0; i < times; ++i) co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable_t<executor>{});
-}
+using namespace patchbay::testing_support;
 
 awaitable<void> sleep_for(duration d) {
   asio::steady_timer timer(co_await asio::this_coro::executor, d);

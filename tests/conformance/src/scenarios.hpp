@@ -45,12 +45,4 @@ struct Scenario {
 
 const std::vector<Scenario>& scenarios();
 
-/// The outcome of waiting for one delivery with a deadline. Waiting is lossless: a delivery
-/// that arrives while the deadline passes is returned, never dropped.
-struct Next {
-  enum class kind { item, ended, timed_out } what;
-  std::optional<Delivery> delivery;
-};
-awaitable<Next> next_for(Stream<Delivery>& stream, duration d);
-
 }  // namespace patchbay::conformance

@@ -6,8 +6,6 @@
 #include <patchbay/error.hpp>
 #include <patchbay/runtime.hpp>
 
-#include <boost/asio/deferred.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_future.hpp>
@@ -39,17 +37,10 @@ void run(patchbay::conformance::Instance& inst, F body) {
   inst.shutdown();
 }
 
-/// next() with a deadline; nullopt when nothing arrived (lossless, see conformance/next_for).
+/// next() with a deadline; nullopt when nothing arrived (lossless: see conformance::next_for).
 awaitable<std::optional<Delivery>> next_within(Stream<Delivery>& s, patchbay::duration d) {
-  auto ex = co_await asio::this_coro::executor;
-  asio::steady_timer timer(ex, d);
-  using namespace asio::experimental;
-  auto [order, error, value, ec] =
-      co_await make_parallel_group(asio::co_spawn(ex, s.next(), asio::deferred), timer.async_wait(asio::deferred))
-          .async_wait(wait_for_one(), asio::use_awaitable_t<patchbay::executor>{});
-  if (!error) co_return std::move(value);
-  if (order[0] == 1) co_return std::nullopt;
-  std::rethrow_exception(error);
+  auto n = co_await patchbay::conformance::next_for(s, d);
+  co_return std::move(n.delivery);
 }
 
 Message msg(std::string body, std::string topic = "t") {

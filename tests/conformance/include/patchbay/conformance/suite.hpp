@@ -21,6 +21,7 @@
 #pragma once
 
 #include <patchbay/runtime.hpp>
+#include <patchbay/stream.hpp>
 #include <patchbay/transport.hpp>
 
 #include <absl/status/statusor.h>
@@ -28,6 +29,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace patchbay::conformance {
@@ -64,6 +66,15 @@ struct Harness {
 /// Registers every scenario as a GoogleTest test. Call after InitGoogleTest, before
 /// RUN_ALL_TESTS.
 void register_suite(Harness harness);
+
+/// The outcome of waiting for one delivery with a deadline. Waiting is lossless: a delivery
+/// that arrives while the deadline passes is returned, never dropped.
+struct Next {
+  enum class kind { item, ended, timed_out } what;
+  std::optional<Delivery> delivery;
+};
+/// For transports' own tests too.
+awaitable<Next> next_for(Stream<Delivery>& stream, duration d);
 
 /// An Instance from a Runtime built from YAML `config_text` (relative plugin paths are taken
 /// from the current folder); the transport is the config's default transport. The runtime is
