@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <gtest/gtest.h>
@@ -55,6 +56,12 @@ void run_async(F test, int threads = 1, std::chrono::seconds limit = std::chrono
       FAIL() << "the test coroutine threw: " << ex.what();
     }
   }
+}
+
+/// Sleeps; tests poll conditions with it under a generous overall deadline.
+inline awaitable<void> sleep_for(duration d) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, d);
+  co_await timer.async_wait(asio::use_awaitable_t<executor>{});
 }
 
 /// Lets other ready handlers run a few times (e.g. for a spawned coroutine to reach its

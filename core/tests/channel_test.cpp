@@ -29,12 +29,6 @@ using namespace std::chrono_literals;
 
 using namespace patchbay::testing_support;
 
-/// Sleeps a little; used to poll for a condition with a generous overall deadline.
-awaitable<void> sleep_for(duration d) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, d);
-  co_await timer.async_wait(asio::use_awaitable_t<executor>{});
-}
-
 TEST(Channel, ReceivesInSendOrder) {
   run_async([]() -> awaitable<void> {
     Channel<int> channel(co_await asio::this_coro::executor, 8);

@@ -28,11 +28,6 @@ using namespace std::chrono_literals;
 
 using namespace patchbay::testing_support;
 
-awaitable<void> sleep_for(duration d) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, d);
-  co_await timer.async_wait(asio::use_awaitable_t<executor>{});
-}
-
 /// Polls `cond` until it holds or a generous deadline passes; returns whether it holds.
 template <typename Cond>
 awaitable<bool> eventually(Cond cond, duration limit = 60s) {

@@ -31,11 +31,6 @@ using namespace std::chrono_literals;
 
 using namespace patchbay::testing_support;
 
-awaitable<void> sleep_for(duration d) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, d);
-  co_await timer.async_wait(asio::use_awaitable_t<executor>{});
-}
-
 /// A finite source that yields its items (suspending before each, like real I/O), then ends.
 template <typename T>
 class ListSource final : public StreamSource<T> {

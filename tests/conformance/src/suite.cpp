@@ -5,10 +5,6 @@
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
-#include <boost/asio/deferred.hpp>
-#include <boost/asio/experimental/parallel_group.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <gtest/gtest.h>
@@ -26,18 +22,12 @@ std::string Context::unique(const std::string& base) const {
 }
 
 awaitable<Next> next_for(Stream<Delivery>& stream, duration d) {
-  auto ex = co_await asio::this_coro::executor;
-  asio::steady_timer timer(ex, d);
-  using namespace asio::experimental;
-  auto [order, error, value, timer_ec] =
-      co_await make_parallel_group(asio::co_spawn(ex, stream.next(), asio::deferred), timer.async_wait(asio::deferred))
-          .async_wait(wait_for_one(), asio::use_awaitable_t<executor>{});
-  if (!error) {
-    if (value) co_return Next{Next::kind::item, std::move(value)};
-    co_return Next{Next::kind::ended, std::nullopt};
-  }
-  if (order[0] == 1) co_return Next{Next::kind::timed_out, std::nullopt};
-  std::rethrow_exception(error);
+  // The same lossless race against a timer that Stream::timeout uses.
+  if (!stream) co_return Next{Next::kind::ended, std::nullopt};
+  auto r = co_await detail::next_until(stream.source(), clock::now() + d);
+  if (r.timed_out) co_return Next{Next::kind::timed_out, std::nullopt};
+  if (!r.value) co_return Next{Next::kind::ended, std::nullopt};
+  co_return Next{Next::kind::item, std::move(r.value)};
 }
 
 namespace {

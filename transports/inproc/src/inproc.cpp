@@ -1,7 +1,8 @@
 // The in-process transport: the embedded default and the reference Transport.
 //
 // Data structures. Each topic keeps one log: a ring of the last `history` messages, each with
-// a sequence number, shared by every subscriber (fan-out copies a pointer, never the message).
+// a sequence number, shared by every subscriber: the log holds each message once, and a
+// delivery copies only its small fields (topic, id, headers), never the payload bytes.
 // A subscriber — or a whole consumer group — is a Cursor into that log: the next sequence to
 // deliver, the deliveries nacked for redelivery, and the deliveries handed out but not yet
 // settled. Positions are "<epoch>:<seq>"; the epoch is drawn when the topic is created, so a
@@ -63,10 +64,11 @@ struct TopicState;
 class Consumer;
 
 std::string make_token(std::uint64_t epoch, std::uint64_t seq) {
-  std::string s = std::to_string(epoch);
-  s.push_back(':');
-  s.append(std::to_string(seq));
-  return s;
+  char buf[42];  // two 20-digit numbers and a colon
+  auto r = std::to_chars(buf, buf + 20, epoch);
+  *r.ptr++ = ':';
+  r = std::to_chars(r.ptr, buf + sizeof buf, seq);
+  return std::string(buf, r.ptr);
 }
 
 bool parse_token(const std::string& token, std::uint64_t& epoch, std::uint64_t& seq) {
@@ -101,7 +103,7 @@ class Cursor final : public Acknowledger {
   bool detached = false;                             // removed from the topic
 
   bool drained(std::uint64_t head) const { return next >= head && redeliver.empty() && unacked.empty(); }
-  void wake_members();
+  void wake_members();  // topic mutex held: rings the members that wait for news
 };
 
 struct TopicState {
@@ -138,6 +140,9 @@ class Consumer final : public StreamSource<Delivery> {
           detach_locked();
           co_return std::nullopt;
         }
+        // Nothing to take: ask to be rung. Publishers ring only consumers that asked, so a
+        // consumer that keeps up costs no wake-up per message.
+        waiting_ = true;
       }
       co_await bell_.wait();
     }
@@ -153,7 +158,12 @@ class Consumer final : public StreamSource<Delivery> {
     bell_.ring();
   }
 
-  void ring() { bell_.ring(); }
+  /// Topic mutex held. Rings the consumer if it is waiting (or about to wait) for news.
+  void wake_if_waiting() {
+    if (!waiting_) return;
+    waiting_ = false;
+    bell_.ring();
+  }
 
  private:
   // Called with the topic mutex held.
@@ -204,11 +214,12 @@ class Consumer final : public StreamSource<Delivery> {
   Doorbell bell_;
   std::shared_ptr<Cursor> cursor_;
   const std::size_t buffer_;  // the transport's `buffer` setting
-  bool closed_ = false;  // guarded by the topic mutex
+  bool closed_ = false;   // guarded by the topic mutex
+  bool waiting_ = false;  // guarded by the topic mutex: next() found nothing and waits
 };
 
 void Cursor::wake_members() {
-  for (auto* m : members) m->ring();
+  for (auto* m : members) m->wake_if_waiting();
 }
 
 void Cursor::ack(std::uint64_t tag) noexcept {
