@@ -37,3 +37,11 @@ if(PATCHBAY_SANITIZE_THREAD)
   add_compile_options(-fsanitize=thread -fno-omit-frame-pointer -Wno-tsan)
   add_link_options(-fsanitize=thread)
 endif()
+if(PATCHBAY_FUZZ)
+  # libFuzzer targets (clang only): every library is instrumented for coverage; the fuzz
+  # executables add -fsanitize=fuzzer, which brings libFuzzer's main().
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "PATCHBAY_FUZZ needs clang++ (use the `fuzz` preset)")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()

@@ -158,7 +158,13 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::create(RuntimeOptions options)
   };
   std::set<std::string> failed;  // transports that could not be built: skip their require checks
   for (const auto& spec : cfg.transports) {
-    TransportContext ctx{spec.name, ex, spec.settings};
+    TransportContext ctx{spec.name, ex, spec.settings, {}};
+    ctx.lookup = [impl = impl.get()](std::string_view name) -> std::shared_ptr<Transport> {
+      for (const auto& [n, t] : impl->transports) {
+        if (n == name) return t;
+      }
+      return nullptr;
+    };
     auto t = registry.make_transport(spec.type, ctx);
     if (!t.ok()) {
       problems.add_status(absl::InvalidArgumentError(prefixed(spec.mark, "transport '" + spec.name + "'", t.status())));
@@ -178,7 +184,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::create(RuntimeOptions options)
   } else {
     // The embedded default: one in-process transport for every name without a binding.
     config::Node empty;
-    TransportContext ctx{"default", ex, empty};
+    TransportContext ctx{"default", ex, empty, {}};
     auto t = registry.make_transport("inproc", ctx);
     if (!t.ok()) {
       problems.add(config::Mark{cfg.file, 0, 0}, "the embedded default transport could not be made: " + std::string(t.status().message()));

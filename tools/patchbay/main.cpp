@@ -11,6 +11,8 @@
 // Exit status: 0 success, 1 failure (bad config, failed request, ...), 2 bad command line.
 // The argument parser is hand-written on purpose: the tool needs nothing beyond the core.
 #include <patchbay/patchbay.hpp>
+#include <patchbay/transports/http/http.hpp>
+#include <patchbay/transports/sse/sse.hpp>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -231,9 +233,20 @@ void print_status(const absl::Status& status) {
 // ---------------------------------------------------------------------------------------------
 // Runtime plumbing
 
+/// The built-in transports plus the HTTP family, linked into the tool so that `type: http` and
+/// `type: sse` work without a `plugins:` entry (a listed module still replaces them).
+std::unique_ptr<Registry> make_registry() {
+  auto registry = Registry::with_builtins();
+  for (auto status : {http_transport::register_transport(*registry), sse_transport::register_transport(*registry)}) {
+    if (!status.ok()) print_status(status);
+  }
+  return registry;
+}
+
 std::unique_ptr<Runtime> make_runtime(const Args& args) {
   RuntimeOptions options;
   options.config_file = args.get("config");
+  options.registry = make_registry();
   auto runtime = Runtime::create(std::move(options));
   if (!runtime.ok()) {
     print_status(runtime.status());
@@ -309,7 +322,7 @@ int cmd_check(const Args& args) {
 int cmd_plugins(const Args& args) {
   // Built directly rather than through Runtime::create, so that the plugins can be listed
   // even when a binding in the config has a problem.
-  auto registry = Registry::with_builtins();
+  auto registry = make_registry();
   int rc = kExitOk;
   if (auto file = args.get("config")) {
     auto config = config::Config::load_file(*file);

@@ -18,7 +18,7 @@
 #include <boost/config.hpp>
 #include <boost/version.hpp>
 
-#define PATCHBAY_ABI_REVISION "3"
+#define PATCHBAY_ABI_REVISION "4"
 
 #define PATCHBAY_ABI_STRINGIFY2(x) #x
 #define PATCHBAY_ABI_STRINGIFY(x) PATCHBAY_ABI_STRINGIFY2(x)

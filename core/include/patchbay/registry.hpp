@@ -30,6 +30,10 @@ struct TransportContext {
   std::string name;             ///< the transport's key in `transports:`
   executor ex;                  ///< the runtime's executor
   const config::Node& settings; ///< its settings; read them with the typed getters
+  /// The runtime's other transports by name (nullptr when unknown). Valid from start() on —
+  /// not inside the factory, where later transports are not built yet — and only while the
+  /// Runtime lives. Empty when the transport is made outside a Runtime.
+  std::function<std::shared_ptr<Transport>(std::string_view name)> lookup;
 };
 
 /// What a middleware factory receives.

@@ -1,0 +1,184 @@
+// patchbay/http/hub.hpp — the server side of the streaming patterns.
+//
+// A Hub keeps, per topic, a bounded ring of the latest messages (`history`, default 1024),
+// each at a position "<epoch>:<seq>": the sequence grows by one per message and the epoch is
+// drawn when the topic is created, so a position from an earlier run of the hub is recognised
+// as foreign. Every browser-facing pattern reads the same rings through Cursors: server-sent
+// events here, long and short polling and WebSocket later. A message is encoded for the wire
+// once (per format) and the encoded frame is shared by every connection that sends it.
+//
+// Mounted on a Server, a hub serves
+//   POST /topics/{topic}          publish the request body (headers → message headers, see
+//                                 docs/transports/http.md); answers {"id":..,"position":..}
+//   GET  /topics/{topic}/events   server-sent events (text/event-stream): `retry:` first, then
+//                                 one event per message with `id:` = position, a heartbeat
+//                                 comment every `heartbeat`; Last-Event-ID (or ?last_event_id=)
+//                                 resumes from the history, and an `event: gap` tells when it
+//                                 no longer reaches that id (an unknown or malformed id starts
+//                                 from now, after a gap event); without an id, ?from=earliest
+//                                 starts from the oldest message held. ?envelope=1 selects the
+//                                 envelope format (headers, message id, binary payloads).
+// Topics exist when declared (`topics`), when used by the application (publish/subscribe
+// through the hub), or — with `open_topics` — when first named over HTTP; any other topic name
+// gets 404.
+//
+// Slow readers: a cursor that falls behind the ring receives a gap and continues from the
+// oldest message held, so a slow reader costs no memory. An SSE connection whose unsent
+// backlog exceeds `send_buffer` bytes (a client that stopped reading) is disconnected; it never
+// slows the publisher or the other connections.
+//
+// Thread safety: every member may be called from any thread. One mutex per topic guards its
+// ring and its waiting cursors; the hub mutex guards the topic map (order: hub, then topic).
+#pragma once
+
+#include <patchbay/asio.hpp>
+#include <patchbay/delivery.hpp>
+#include <patchbay/doorbell.hpp>
+#include <patchbay/message.hpp>
+#include <patchbay/position.hpp>
+#include <patchbay/stream.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace patchbay::http {
+
+class Server;
+
+struct HubOptions {
+  std::size_t history = 1024;                            ///< messages kept per topic
+  std::vector<std::string> topics;                       ///< topics that exist from the start
+  bool open_topics = false;                              ///< HTTP requests may create topics
+  bool http_publish = true;                              ///< POST /topics/{topic} is served
+  std::string cors_origin;                               ///< Access-Control-Allow-Origin, if set
+  duration sse_retry = std::chrono::seconds(3);          ///< `retry:` sent to SSE clients
+  duration heartbeat = std::chrono::seconds(15);         ///< SSE comment interval (0: none)
+  std::size_t send_buffer = 1024 * 1024;                 ///< SSE backlog cap per connection, bytes
+  std::size_t max_batch = 256;                           ///< events per SSE write, at most
+  HubOptions() {}
+};
+
+/// One message in a topic's ring.
+struct HubEntry {
+  std::uint64_t seq = 0;
+  std::string position;     ///< "<epoch>:<seq>"
+  Message message;
+  std::uint64_t start_bytes = 0;  ///< the topic's cumulative message bytes before this entry
+  std::uint64_t end_bytes = 0;    ///< ... and up to and including it
+  /// The server-sent event for this entry (encoded once, then shared).
+  const std::string& sse_frame(bool envelope) const;
+
+ private:
+  friend class Hub;
+  struct Frames;
+  std::shared_ptr<Frames> frames_;
+};
+using HubEntryPtr = std::shared_ptr<const HubEntry>;
+
+/// What where the cursor stands: a gap first if the ring moved past it, then entries.
+struct HubBatch {
+  std::optional<Gap> gap;
+  std::vector<HubEntryPtr> entries;
+  bool closed = false;     ///< the hub stopped or the cursor was closed
+  bool heartbeat = false;  ///< a heartbeat is due (cursors that asked for heartbeats)
+};
+
+/// What to do with a position the topic does not know (foreign epoch, malformed, in the future).
+enum class UnknownPosition { from_latest, from_earliest };
+
+class Hub : public std::enable_shared_from_this<Hub> {
+ public:
+  class Cursor;
+
+  static std::shared_ptr<Hub> create(executor ex, HubOptions options = HubOptions());
+  ~Hub();
+
+  /// Stores `msg` (stamped if needed) on `topic`, creating the topic, and wakes its readers.
+  /// Returns the position. Throws errc::stopped after stop().
+  std::string publish(std::string_view topic, Message msg);
+
+  /// A reader on `topic` starting at `from`. The topic is created when `create` is true;
+  /// otherwise nullptr for an unknown topic.
+  std::unique_ptr<Cursor> open(std::string_view topic, const Position& from, UnknownPosition unknown, bool create);
+
+  /// A local subscription (Features: ordered, replay, gap_signal, headers; deliveries need no
+  /// ack). Creates the topic.
+  Stream<Delivery> subscribe(std::string_view topic, const Position& from);
+
+  bool has_topic(std::string_view topic) const;
+  /// Makes `topic` exist (for declared and bridged topics).
+  void declare(std::string_view topic);
+  std::vector<std::string> topics() const;
+
+  /// Adds the hub's routes to `server`.
+  void mount(Server& server);
+
+  /// Closes every SSE connection (clients reconnect and resume with Last-Event-ID): to move
+  /// clients to other instances before maintenance, and for tests.
+  void drop_connections();
+
+  /// Ends every cursor and local subscription (SSE streams end); publish() fails afterwards.
+  void stop();
+
+  const HubOptions& options() const noexcept;
+
+  /// Open SSE connections, for tests and metrics.
+  std::size_t sse_connections() const noexcept;
+
+  struct Impl;  ///< implementation detail (hub.cpp)
+
+ private:
+  Hub() = default;
+  std::shared_ptr<Impl> impl_;
+};
+
+/// A reader's place in one topic. Used by one coroutine at a time; close() from any thread.
+class Hub::Cursor {
+ public:
+  ~Cursor();
+  Cursor(const Cursor&) = delete;
+  Cursor& operator=(const Cursor&) = delete;
+
+  /// Up to `max` entries after the cursor (a gap first when it fell behind). Never waits.
+  HubBatch read(std::size_t max);
+
+  /// Returns when read() has something (or the cursor closed). Cancellable: a cancelled wait
+  /// consumes nothing.
+  awaitable<void> wait();
+
+  /// Calls `on_overrun` once (on the publisher's thread, under the topic lock: it must only
+  /// post or close) when more than `limit` encoded bytes were published past what this cursor
+  /// has read. For connections whose client stopped reading.
+  void watch_backlog(std::uint64_t limit, std::function<void()> on_overrun);
+
+  /// Asks for heartbeats: every `HubOptions::heartbeat`, wait() returns and the next read()
+  /// has `heartbeat` set. One hub-wide ticker serves every cursor: no timer per connection.
+  void enable_heartbeat();
+
+  /// The position of the last entry read (empty before the first).
+  const std::string& position() const noexcept;
+  const std::string& topic() const noexcept;
+  void close() noexcept;
+
+  struct State;  ///< implementation detail (hub.cpp)
+
+ private:
+  friend class Hub;
+  explicit Cursor(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  std::shared_ptr<State> state_;
+};
+
+/// Message headers ↔ HTTP header fields, shared by the hub and the HTTP client transports:
+/// every field except the hop-by-hop and framing ones (Host, Connection, Content-Length,
+/// Transfer-Encoding, Keep-Alive, TE, Trailer, Upgrade, Expect, Proxy-Connection) is a message
+/// header, names as sent; the message id travels as `Patchbay-Message-Id`.
+bool is_hop_by_hop(std::string_view field_name) noexcept;
+
+}  // namespace patchbay::http
