@@ -125,7 +125,7 @@ struct Hub::Impl {
 
   mutable std::mutex mu;
   std::map<std::string, std::shared_ptr<TopicState>, std::less<>> topics;
-  bool stopped = false;
+  std::atomic<bool> stopped{false};  // written under mu; read anywhere
   std::atomic<std::size_t> sse_connections{0};
 
   std::shared_ptr<TopicState> find(std::string_view name, bool create) {

@@ -198,6 +198,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   }
 
   awaitable<void> accept_loop();
+  awaitable<void> stop();
   awaitable<void> refuse(tcp::socket socket);
   awaitable<void> watchdog();
 };
@@ -614,33 +615,39 @@ void Server::start() {
 }
 
 awaitable<void> Server::stop() {
-  auto impl = impl_;
-  if (impl->stopping.exchange(true)) {
+  // Everything that touches the acceptor and the timers runs on their strand.
+  co_await asio::co_spawn(impl_->acceptor.get_executor(), impl_->stop(), use_awaitable_t<executor>{});
+}
+
+awaitable<void> Server::Impl::stop() {
+  auto self = shared_from_this();
+  if (stopping.exchange(true)) {
     // Someone else stops it; wait for the same end.
-    while (impl->open_sessions() > 0) co_await impl->all_closed.wait();
+    while (open_sessions() > 0) co_await all_closed.wait();
     co_return;
   }
-  co_await asio::post(impl->acceptor.get_executor(), use_awaitable_t<executor>{});
   boost::system::error_code ec;
-  impl->acceptor.close(ec);
+  acceptor.close(ec);
 
   // Idle and streaming connections close now; requests being handled finish first.
   std::vector<std::shared_ptr<SessionBase>> now;
   {
-    std::lock_guard lock(impl->sessions_mu);
-    for (const auto& [key, s] : impl->sessions) {
-      auto p = s->phase.load(std::memory_order_acquire);
-      if (p != Phase::request) now.push_back(s);
+    std::lock_guard lock(sessions_mu);
+    for (const auto& [key, s] : sessions) {
+      if (s->phase.load(std::memory_order_acquire) != Phase::request) now.push_back(s);
     }
   }
   for (auto& s : now) s->cancel(Cancel::shutdown);
   now.clear();
 
-  asio::steady_timer grace(impl->acceptor.get_executor());
-  grace.expires_after(impl->options.limits.shutdown_timeout);
+  // After shutdown_timeout, the rest is cancelled too. `grace` and `forced` live in this frame,
+  // which outlives the coroutine below (it is cancelled and given a turn before we return);
+  // both run on this strand.
+  asio::steady_timer grace(acceptor.get_executor());
+  grace.expires_after(options.limits.shutdown_timeout);
   bool forced = false;
   asio::co_spawn(
-      impl->acceptor.get_executor(),
+      acceptor.get_executor(),
       [](std::shared_ptr<Impl> impl, asio::steady_timer& grace, bool& forced) -> awaitable<void> {
         auto [ec] = co_await grace.async_wait(tuple_awaitable);
         if (ec) co_return;
@@ -652,24 +659,25 @@ awaitable<void> Server::stop() {
         }
         for (auto& s : all) s->cancel(Cancel::shutdown);
         impl->all_closed.ring();
-      }(impl, grace, forced),
+      }(self, grace, forced),
       asio::detached);
-  // Connections that finish their request between the snapshot above and here close on their
-  // own (they see `stopping`); wait for the last one.
-  while (impl->open_sessions() > 0) {
-    co_await impl->all_closed.wait();
+  // Sessions that finish their request after the snapshot above close on their own (they see
+  // `stopping`); the last one rings all_closed.
+  while (open_sessions() > 0) {
+    co_await all_closed.wait();
     if (forced) {
-      // Cancelled sessions close promptly; give them a moment on their strands.
-      while (impl->open_sessions() > 0) {
-        asio::steady_timer t(impl->acceptor.get_executor(), std::chrono::milliseconds(10));
+      // Cancelled sessions close promptly; give them turns on their strands.
+      while (open_sessions() > 0) {
+        asio::steady_timer t(acceptor.get_executor(), std::chrono::milliseconds(10));
         co_await t.async_wait(use_awaitable_t<executor>{});
       }
     }
   }
   grace.cancel();
-  impl->watchdog_timer.cancel();
-  // Let the grace coroutine observe the cancellation before `grace` and `forced` go away.
-  co_await asio::post(impl->acceptor.get_executor(), use_awaitable_t<executor>{});
+  watchdog_timer.cancel();
+  // Let the grace coroutine see its cancellation before `grace` and `forced` go away.
+  asio::steady_timer settle(acceptor.get_executor(), std::chrono::milliseconds(0));
+  co_await settle.async_wait(tuple_awaitable);
 }
 
 RouteId Server::route(bhttp::verb method, std::string_view pattern, Handler handler, RouteOptions options) {
