@@ -125,6 +125,7 @@ struct Hub::Impl {
 
   mutable std::mutex mu;
   std::map<std::string, std::shared_ptr<TopicState>, std::less<>> topics;
+  std::map<std::string, std::function<awaitable<void>(Message)>, std::less<>> upstream;
   std::atomic<bool> stopped{false};  // written under mu; read anywhere
   std::atomic<std::size_t> sse_connections{0};
 
@@ -276,6 +277,12 @@ bool Hub::has_topic(std::string_view topic) const {
 }
 
 void Hub::declare(std::string_view topic) { impl_->find(topic, true); }
+
+void Hub::set_upstream(std::string_view topic, std::function<awaitable<void>(Message)> publish) {
+  impl_->find(topic, true);
+  std::lock_guard lock(impl_->mu);
+  impl_->upstream[std::string(topic)] = std::move(publish);
+}
 
 std::vector<std::string> Hub::topics() const {
   std::lock_guard lock(impl_->mu);
@@ -492,6 +499,29 @@ awaitable<void> Hub::Impl::serve_publish(Exchange& ex) {
   msg.topic = topic;
   msg.stamp();
   std::string id = msg.id;
+  std::function<awaitable<void>(Message)> forward;
+  {
+    std::lock_guard lock(mu);
+    if (auto it = upstream.find(topic); it != upstream.end()) forward = it->second;
+  }
+  if (forward) {
+    std::string error;
+    try {
+      co_await forward(std::move(msg));
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (!error.empty()) {
+      ex.respond(bhttp::status::bad_gateway, "the backbone refused the message: " + error + "\n");
+      co_return;
+    }
+    Response res{bhttp::status::accepted, ex.request().version()};
+    res.set(bhttp::field::content_type, "application/json");
+    add_cors(options, res.base());
+    res.body() = "{\"id\":" + json_string(id) + "}\n";
+    ex.respond(std::move(res));
+    co_return;
+  }
   std::string position;
   try {
     position = publish(topic, std::move(msg));

@@ -193,8 +193,11 @@ class HttpTransport final : public Transport {
             absl::StrCat("http transport '", name_, "': bridge from '", b.from, "': no such transport"));
       }
       for (const auto& topic : b.topics) {
-        hub_->declare(topic);
         upstream_[topic] = from;
+        hub_->set_upstream(topic, [from, topic](Message m) -> awaitable<void> {
+          m.topic = topic;
+          return from->publish(std::move(m));
+        });
         auto sub = co_await from->subscribe(topic, SubscribeOptions());
         asio::co_spawn(asio::make_strand(ex_), feed(topic, std::move(sub)), asio::detached);
       }

@@ -9,7 +9,7 @@
 //
 // Mounted on a Server, a hub serves
 //   POST /topics/{topic}          publish the request body (headers → message headers, see
-//                                 docs/transports/http.md); answers {"id":..,"position":..}
+//                                 transports/http/README.md); answers {"id":..,"position":..}
 //   GET  /topics/{topic}/events   server-sent events (text/event-stream): `retry:` first, then
 //                                 one event per message with `id:` = position, a heartbeat
 //                                 comment every `heartbeat`; Last-Event-ID (or ?last_event_id=)
@@ -115,6 +115,11 @@ class Hub : public std::enable_shared_from_this<Hub> {
   bool has_topic(std::string_view topic) const;
   /// Makes `topic` exist (for declared and bridged topics).
   void declare(std::string_view topic);
+
+  /// Sends what `POST /topics/{topic}` receives for `topic` to `publish` instead of the ring:
+  /// for bridged topics, whose ring is fed from the backbone. The answer is then 202 with the
+  /// message id (the position is assigned when the message comes back through the bridge).
+  void set_upstream(std::string_view topic, std::function<awaitable<void>(Message)> publish);
   std::vector<std::string> topics() const;
 
   /// Adds the hub's routes to `server`.
