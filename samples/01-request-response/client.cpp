@@ -5,8 +5,8 @@
 // error keeps its HTTP status (patchbay::http::StatusError).
 //
 // Run: build/release/bin/rr_client --config samples/01-request-response/client.yaml ACME
-#include <patchbay/patchbay.hpp>
 #include <patchbay/http/status_error.hpp>
+#include <patchbay/patchbay.hpp>
 #include <patchbay/transports/http/http.hpp>
 
 #include <boost/json/serialize.hpp>
@@ -46,28 +46,28 @@ int main(int argc, char** argv) {
   }
   std::vector<std::string> symbols(argv + 3, argv + argc);
   std::promise<int> result;
-  pb::asio::co_spawn(
-      rt.get_executor(),
-      [&]() -> pb::awaitable<int> {
-        auto quote = rt.service("quote");
-        int failures = 0;
-        for (const auto& symbol : symbols) {
-          try {
-            pb::Message request(boost::json::serialize(boost::json::object{{"symbol", symbol}}));
-            request.headers.add("content-type", "application/json");
-            pb::Message reply = co_await quote.request(std::move(request), 5s);
-            std::cout << "quote " << symbol << ": " << reply.payload.view() << std::endl;
-          } catch (const pb::http::StatusError& e) {
-            std::cout << "quote " << symbol << " failed with HTTP " << e.status() << ": " << e.body() << std::endl;
-            ++failures;
-          } catch (const std::exception& e) {
-            std::cout << "quote " << symbol << " failed: " << e.what() << std::endl;
-            ++failures;
-          }
-        }
-        co_return failures;
-      }(),
-      [&](std::exception_ptr e, int failures) { result.set_value(e ? 1 : failures); });
+  // A named lambda: it must outlive the coroutine, which refers to its captures.
+  auto call_quotes = [&]() -> pb::awaitable<int> {
+    auto quote = rt.service("quote");
+    int failures = 0;
+    for (const auto& symbol : symbols) {
+      try {
+        pb::Message request(boost::json::serialize(boost::json::object{{"symbol", symbol}}));
+        request.headers.add("content-type", "application/json");
+        pb::Message reply = co_await quote.request(std::move(request), 5s);
+        std::cout << "quote " << symbol << ": " << reply.payload.view() << std::endl;
+      } catch (const pb::http::StatusError& e) {
+        std::cout << "quote " << symbol << " failed with HTTP " << e.status() << ": " << e.body() << std::endl;
+        ++failures;
+      } catch (const std::exception& e) {
+        std::cout << "quote " << symbol << " failed: " << e.what() << std::endl;
+        ++failures;
+      }
+    }
+    co_return failures;
+  };
+  pb::asio::co_spawn(rt.get_executor(), call_quotes(),
+                     [&](std::exception_ptr e, int failures) { result.set_value(e ? 1 : failures); });
   int failures = result.get_future().get();
   rt.stop();
   rt.wait();

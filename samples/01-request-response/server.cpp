@@ -13,6 +13,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 
@@ -46,8 +47,11 @@ pb::awaitable<void> serve_quote(pb::Service quote) {
       co_return bad;
     }
     std::string symbol(body.at("symbol").as_string());
-    double price = 100.0 + static_cast<double>(std::hash<std::string>{}(symbol) % 9000) / 100.0;
-    pb::Message reply(boost::json::serialize(boost::json::object{{"symbol", symbol}, {"price", price}}));
+    const double price = 100.0 + static_cast<double>(std::hash<std::string>{}(symbol) % 9000) / 100.0;
+    // Boost.JSON writes doubles in exponent form (1.7054E2); a price reads better as 170.54.
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2f", price);
+    pb::Message reply("{\"symbol\":" + boost::json::serialize(boost::json::string(symbol)) + ",\"price\":" + text + "}");
     reply.headers.add("content-type", "application/json");
     co_return reply;
   });

@@ -44,31 +44,30 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::promise<bool> done;
-  pb::asio::co_spawn(
-      rt.get_executor(),
-      [&]() -> pb::awaitable<void> {
-        auto prices = co_await rt.topic("prices").subscribe();
-        for (int n = 0; n < count;) {
-          auto d = co_await prices.next();
-          if (!d) break;
-          if (d->is_gap()) {
-            std::cout << "gap: " << d->gap().reason << std::endl;
-            continue;
-          }
-          std::cout << "event " << ++n << " at " << d->position().token() << ": " << d->message().payload.view()
-                    << std::endl;
-        }
-      }(),
-      [&](std::exception_ptr e) {
-        if (e) {
-          try {
-            std::rethrow_exception(e);
-          } catch (const std::exception& x) {
-            std::cerr << "subscriber failed: " << x.what() << "\n";
-          }
-        }
-        done.set_value(!e);
-      });
+  // A named lambda: it must outlive the coroutine, which refers to its captures.
+  auto print_events = [&]() -> pb::awaitable<void> {
+    auto prices = co_await rt.topic("prices").subscribe();
+    for (int n = 0; n < count;) {
+      auto d = co_await prices.next();
+      if (!d) break;
+      if (d->is_gap()) {
+        std::cout << "gap: " << d->gap().reason << std::endl;
+        continue;
+      }
+      std::cout << "event " << ++n << " at " << d->position().token() << ": " << d->message().payload.view()
+                << std::endl;
+    }
+  };
+  pb::asio::co_spawn(rt.get_executor(), print_events(), [&](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        std::cerr << "subscriber failed: " << x.what() << "\n";
+      }
+    }
+    done.set_value(!e);
+  });
   bool ok = done.get_future().get();
   rt.stop();
   rt.wait();

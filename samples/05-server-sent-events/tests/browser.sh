@@ -12,17 +12,24 @@ LISTEN=127.0.0.1:$port "$feed" --config "$dir/feed.yaml" --interval 50 >"$work/f
 feed_pid=$!
 browser_pid=
 cleanup() {
-  [[ -n "$browser_pid" ]] && kill "$browser_pid" 2>/dev/null || true
-  kill "$feed_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
+  local rc=$?
+  # Chromium runs in its own process group (setsid): end all of its processes, not just one.
+  [[ -n "$browser_pid" ]] && kill -- "-$browser_pid" 2>/dev/null
+  kill "$feed_pid" 2>/dev/null
+  wait 2>/dev/null
+  for _ in $(seq 1 50); do
+    [[ -n "$browser_pid" ]] && pgrep -g "$browser_pid" >/dev/null 2>&1 || break
+    sleep 0.1
+  done
+  rm -rf "$work" 2>/dev/null
+  exit "$rc"
 }
 trap cleanup EXIT
 for _ in $(seq 1 300); do
   curl -s -o /dev/null "http://127.0.0.1:$port/" && break
   sleep 0.1
 done
-"$browser" --headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
+setsid "$browser" --headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
   --disable-component-update --disable-sync --disable-dev-shm-usage --user-data-dir="$work/profile" \
   --enable-logging=stderr --v=0 --remote-debugging-port=0 "http://127.0.0.1:$port/" 2>"$work/chromium.log" &
 browser_pid=$!
