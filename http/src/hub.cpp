@@ -64,6 +64,8 @@ std::uint64_t message_bytes(const Message& m) {
 }  // namespace
 
 struct HubEntry::Frames {
+  // The flags let every delivery after the first skip call_once's slower path.
+  std::atomic<bool> plain_ready{false}, envelope_ready{false};
   std::once_flag plain_once, envelope_once;
   std::string plain, envelope;
 };
@@ -71,10 +73,20 @@ struct HubEntry::Frames {
 const std::string& HubEntry::sse_frame(bool envelope) const {
   auto& f = *frames_;
   if (envelope) {
-    std::call_once(f.envelope_once, [&] { f.envelope = sse::encode(message, position, sse::Format::envelope); });
+    if (!f.envelope_ready.load(std::memory_order_acquire)) {
+      std::call_once(f.envelope_once, [&] {
+        f.envelope = sse::encode(message, position, sse::Format::envelope);
+        f.envelope_ready.store(true, std::memory_order_release);
+      });
+    }
     return f.envelope;
   }
-  std::call_once(f.plain_once, [&] { f.plain = sse::encode(message, position, sse::Format::plain); });
+  if (!f.plain_ready.load(std::memory_order_acquire)) {
+    std::call_once(f.plain_once, [&] {
+      f.plain = sse::encode(message, position, sse::Format::plain);
+      f.plain_ready.store(true, std::memory_order_release);
+    });
+  }
   return f.plain;
 }
 
@@ -573,6 +585,7 @@ awaitable<void> Hub::Impl::serve_events(Exchange& ex) {
 
   // A client that stops reading: its backlog grows past send_buffer and the connection is cut,
   // from the publisher's side, even while our write to it is blocked.
+  ex.request() = Request();  // an idle stream keeps nothing of its request
   cursor->watch_backlog(options.send_buffer, [&ex] { ex.close(); });
   if (options.heartbeat > duration::zero()) cursor->enable_heartbeat();
   static const std::string heartbeat = sse::encode_comment("heartbeat");

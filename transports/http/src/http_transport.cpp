@@ -163,6 +163,16 @@ class HttpTransport final : public Transport {
  protected:
   awaitable<void> do_start() override {
     if (started_.exchange(true)) co_return;
+    // Every bridge's transport must exist before anything starts listening.
+    std::vector<std::shared_ptr<Transport>> bridge_from;
+    for (const auto& b : settings_.bridges) {
+      auto from = lookup_ ? lookup_(b.from) : nullptr;
+      if (!from) {
+        throw std::runtime_error(
+            absl::StrCat("http transport '", name_, "': bridge from '", b.from, "': no such transport"));
+      }
+      bridge_from.push_back(std::move(from));
+    }
     if (settings_.server) {
       auto server = Server::create(ex_, *settings_.server);
       if (!server.ok()) throw std::runtime_error(absl::StrCat("http transport '", name_, "': ", server.status().message()));
@@ -186,13 +196,9 @@ class HttpTransport final : public Transport {
       server_->start();
       if (settings_.url.empty()) settings_.url = server_->url();
     }
-    for (const auto& b : settings_.bridges) {
-      auto from = lookup_ ? lookup_(b.from) : nullptr;
-      if (!from) {
-        throw std::runtime_error(
-            absl::StrCat("http transport '", name_, "': bridge from '", b.from, "': no such transport"));
-      }
-      for (const auto& topic : b.topics) {
+    for (std::size_t i = 0; i < settings_.bridges.size(); ++i) {
+      const auto& from = bridge_from[i];
+      for (const auto& topic : settings_.bridges[i].topics) {
         upstream_[topic] = from;
         hub_->set_upstream(topic, [from, topic](Message m) -> awaitable<void> {
           m.topic = topic;
