@@ -36,9 +36,11 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/url/parse.hpp>
+#include <boost/url/pct_string_view.hpp>
 #include <boost/url/url_view.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <limits>
 #include <mutex>
@@ -221,20 +223,53 @@ struct Match {
 };
 
 /// Finds the route for `method` and the request target. Returns false for a malformed target.
+/// The request path split into segments, percent-decoded only where a segment holds '%' (the
+/// common request allocates nothing here).
+struct PathSegments {
+  static constexpr std::size_t max = 32;
+  std::array<std::string_view, max> segment;
+  std::size_t count = 0;
+  std::vector<std::string> decoded;  // storage for decoded segments; reserved before first use
+};
+
+/// Splits an origin-form target ("/a/b%2Fc?q=1"); false when it is malformed (bad percent
+/// encoding, not starting with '/', absurdly deep).
+bool split_path(std::string_view target, PathSegments& out) {
+  if (target.empty() || target.front() != '/') return false;
+  std::string_view path = target.substr(1, target.find('?') == std::string_view::npos ? std::string_view::npos
+                                                                                    : target.find('?') - 1);
+  // "/" has no segments; "/a/" is "/a".
+  if (!path.empty() && path.back() == '/') path.remove_suffix(1);
+  if (path.empty()) return true;
+  for (;;) {
+    if (out.count == PathSegments::max) return false;
+    const auto slash = path.find('/');
+    std::string_view seg = path.substr(0, slash);
+    if (seg.find('%') != std::string_view::npos) {
+      auto pct = boost::urls::make_pct_string_view(seg);
+      if (!pct) return false;
+      if (out.decoded.empty()) out.decoded.reserve(PathSegments::max);  // views stay valid
+      out.decoded.push_back(pct->decode());
+      seg = out.decoded.back();
+    }
+    out.segment[out.count++] = seg;
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return true;
+}
+
+/// Finds the route for `method` and the request target. Returns false for a malformed target.
 bool match_route(const RouteTable& table, bhttp::verb method, std::string_view target, Match& out) {
-  auto url = boost::urls::parse_origin_form(target);
-  if (!url) return false;
-  std::vector<std::string> segments;
-  for (auto seg : url->segments()) segments.emplace_back(seg);
-  // "/" has no segments; "/a/" has a trailing empty one: treat it as "/a".
-  if (!segments.empty() && segments.back().empty()) segments.pop_back();
+  PathSegments path;
+  if (!split_path(target, path)) return false;
 
   const RouteEntry* best = nullptr;
   for (const auto& r : table.routes) {
-    if (r->segments.size() != segments.size()) continue;
+    if (r->segments.size() != path.count) continue;
     bool ok = true;
-    for (std::size_t i = 0; i < segments.size() && ok; ++i) {
-      ok = is_param(r->segments[i]) ? !segments[i].empty() : r->segments[i] == segments[i];
+    for (std::size_t i = 0; i < path.count && ok; ++i) {
+      ok = is_param(r->segments[i]) ? !path.segment[i].empty() : r->segments[i] == path.segment[i];
     }
     if (!ok) continue;
     if (r->method != method) {
@@ -251,9 +286,9 @@ bool match_route(const RouteTable& table, bhttp::verb method, std::string_view t
     }
   }
   if (best) {
-    for (std::size_t i = 0; i < segments.size(); ++i) {
+    for (std::size_t i = 0; i < path.count; ++i) {
       if (is_param(best->segments[i])) {
-        out.params.emplace_back(best->segments[i].substr(1, best->segments[i].size() - 2), std::move(segments[i]));
+        out.params.emplace_back(best->segments[i].substr(1, best->segments[i].size() - 2), std::string(path.segment[i]));
       }
     }
   }
