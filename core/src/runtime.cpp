@@ -276,12 +276,27 @@ absl::Status Runtime::start() {
   }
   for (int i = 0; i < impl_->thread_count; ++i) impl_->threads.emplace_back([&io] { io.run(); });
 
-  auto started = asio::co_spawn(io, impl_->start_all(), asio::use_future);
-  try {
-    started.get();
-  } catch (const std::exception& e) {
+  // Only the error's text crosses threads: the exception object is made and freed on the io
+  // thread (a future would hand it to this thread, and libstdc++'s exception reference count is
+  // invisible to ThreadSanitizer).
+  std::promise<std::string> started;
+  asio::co_spawn(io, impl_->start_all(), [&started](std::exception_ptr e) {
+    std::string error;
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        error = x.what();
+      } catch (...) {
+        error = "unknown error";
+      }
+      if (error.empty()) error = "unknown error";
+    }
+    started.set_value(std::move(error));
+  });
+  if (auto error = started.get_future().get(); !error.empty()) {
     stop();
-    return absl::UnavailableError(std::string("starting transports failed: ") + e.what());
+    return absl::UnavailableError("starting transports failed: " + error);
   }
   return absl::OkStatus();
 }
