@@ -318,39 +318,49 @@ EventSource::EventSource(Client& client, std::string url, EventSourceOptions opt
 
 EventSource::~EventSource() { close(); }
 
+/// A call in progress (next() or open()): close() aborts it on `caller`. Releasing it on
+/// destruction also covers a coroutine destroyed while suspended.
+class EventSource::PendingCall {
+ public:
+  PendingCall(State& st, const executor& ex) : st_(st) {
+    std::lock_guard lock(st_.mutex);
+    if (st_.closed) throw_error(errc::closed, "EventSource closed");
+    st_.caller = ex;
+    st_.next_pending = true;
+  }
+  ~PendingCall() {
+    std::lock_guard lock(st_.mutex);
+    st_.next_pending = false;
+  }
+  PendingCall(const PendingCall&) = delete;
+  PendingCall& operator=(const PendingCall&) = delete;
+
+  /// Throws once the source was closed or has failed.
+  void check() const {
+    if (st_.is_closed()) throw_error(errc::closed, "EventSource closed");
+    if (!st_.failure.empty()) throw_error(errc::unavailable, st_.failure);
+  }
+  bool connected() const {
+    std::lock_guard lock(st_.mutex);
+    return st_.stream != nullptr;
+  }
+
+ private:
+  State& st_;
+};
+
 awaitable<ReceivedEvent> EventSource::next() {
   auto st = state_;
   const executor ex = co_await asio::this_coro::executor;
-  {
-    std::lock_guard lock(st->mutex);
-    if (st->closed) throw_error(errc::closed, "EventSource closed");
-    st->caller = ex;
-    st->next_pending = true;
-  }
-  // Lets close() know whether there is anything to abort, also when the coroutine is
-  // destroyed while suspended.
-  struct pending_guard {
-    State& st;
-    ~pending_guard() {
-      std::lock_guard lock(st.mutex);
-      st.next_pending = false;
-    }
-  } guard{*st};
-
+  const PendingCall call(*st, ex);
   for (;;) {
-    if (st->is_closed()) throw_error(errc::closed, "EventSource closed");
-    if (!st->failure.empty()) throw_error(errc::unavailable, st->failure);
+    call.check();
     if (!st->ready.empty()) {
       ReceivedEvent event = std::move(st->ready.front());
       st->ready.pop_front();
       co_return event;
     }
-    bool connected;
-    {
-      std::lock_guard lock(st->mutex);
-      connected = st->stream != nullptr;
-    }
-    if (connected)
+    if (call.connected())
       co_await st->read(ex);
     else
       co_await st->connect(ex);
@@ -360,26 +370,10 @@ awaitable<ReceivedEvent> EventSource::next() {
 awaitable<void> EventSource::open() {
   auto st = state_;
   const executor ex = co_await asio::this_coro::executor;
-  {
-    std::lock_guard lock(st->mutex);
-    if (st->closed) throw_error(errc::closed, "EventSource closed");
-    st->caller = ex;
-    st->next_pending = true;
-  }
-  struct pending_guard {
-    State& st;
-    ~pending_guard() {
-      std::lock_guard lock(st.mutex);
-      st.next_pending = false;
-    }
-  } guard{*st};
+  const PendingCall call(*st, ex);
   for (;;) {
-    if (st->is_closed()) throw_error(errc::closed, "EventSource closed");
-    if (!st->failure.empty()) throw_error(errc::unavailable, st->failure);
-    {
-      std::lock_guard lock(st->mutex);
-      if (st->stream) co_return;
-    }
+    call.check();
+    if (call.connected()) co_return;
     co_await st->connect(ex);
   }
 }

@@ -92,6 +92,7 @@ class EventSource {
 
  private:
   struct State;
+  class PendingCall;
   std::shared_ptr<State> state_;
 };
 
