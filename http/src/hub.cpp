@@ -9,12 +9,12 @@
 #include <patchbay/http/hub.hpp>
 
 #include <patchbay/error.hpp>
+#include <patchbay/http/message_fields.hpp>
 #include <patchbay/http/server.hpp>
 #include <patchbay/http/sse.hpp>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/beast/core/string.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
@@ -463,19 +463,7 @@ Stream<Delivery> Hub::subscribe(std::string_view topic, const Position& from) {
 
 // --- HTTP endpoints -----------------------------------------------------------------------
 
-bool is_hop_by_hop(std::string_view name) noexcept {
-  static constexpr std::string_view kFields[] = {"host",    "connection", "content-length",   "transfer-encoding",
-                                                 "keep-alive", "te",     "trailer",          "upgrade",
-                                                 "expect",  "proxy-connection"};
-  for (auto f : kFields) {
-    if (boost::beast::iequals(name, f)) return true;
-  }
-  return false;
-}
-
 namespace {
-
-constexpr std::string_view kMessageIdField = "Patchbay-Message-Id";
 
 std::string json_string(std::string_view s) { return boost::json::serialize(boost::json::value(boost::json::string(s))); }
 
@@ -497,17 +485,7 @@ awaitable<void> Hub::Impl::serve_publish(Exchange& ex) {
   }
   auto& req = ex.request();
   Message msg(Bytes(std::move(req.body())));
-  for (const auto& field : req) {
-    auto name = field.name_string();
-    std::string_view n(name.data(), name.size());
-    auto value = field.value();
-    if (boost::beast::iequals(n, kMessageIdField)) {
-      msg.id.assign(value.data(), value.size());
-      continue;
-    }
-    if (is_hop_by_hop(n)) continue;
-    msg.headers.add(std::string(n), std::string(value.data(), value.size()));
-  }
+  take_message_headers(req.base(), msg);
   msg.topic = topic;
   msg.stamp();
   std::string id = msg.id;

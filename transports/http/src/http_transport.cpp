@@ -11,6 +11,7 @@
 #include <patchbay/error.hpp>
 #include <patchbay/http/client.hpp>
 #include <patchbay/http/hub.hpp>
+#include <patchbay/http/message_fields.hpp>
 #include <patchbay/doorbell.hpp>
 #include <patchbay/http/server.hpp>
 #include <patchbay/http/status_error.hpp>
@@ -18,7 +19,6 @@
 
 #include <absl/strings/str_cat.h>
 #include <boost/asio/strand.hpp>
-#include <boost/beast/core/string.hpp>
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/pchars.hpp>
 #include <yaml-cpp/yaml.h>
@@ -35,7 +35,6 @@ namespace {
 using namespace patchbay::http;
 using namespace std::chrono_literals;
 
-constexpr std::string_view kMessageId = "Patchbay-Message-Id";
 constexpr std::string_view kError = "Patchbay-Error";
 constexpr std::string_view kStatusHeader = "http-status";
 
@@ -69,35 +68,6 @@ std::string status_text(unsigned status, std::string_view body) {
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
   }
   return text;
-}
-
-/// Copies message headers into HTTP fields; refuses what HTTP cannot carry.
-void put_headers(const Headers& headers, bhttp::fields& fields) {
-  for (const auto& [name, value] : headers) {
-    if (name.empty() || is_hop_by_hop(name) || boost::beast::iequals(name, kMessageId) ||
-        name.find_first_of(" \t\r\n:()<>@,;\\\"/[]?={}") != std::string::npos ||
-        value.find_first_of("\r\n", 0) != std::string::npos || value.find('\0') != std::string::npos ||
-        (!value.empty() && (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' || value.back() == '\t'))) {
-      throw_error(errc::bad_message, "header '" + name + "' cannot travel as an HTTP header field");
-    }
-    fields.insert(name, value);
-  }
-}
-
-/// HTTP fields → message headers (minus framing), and the message id.
-void take_headers(const bhttp::fields& fields, Message& msg, bool skip_reserved) {
-  for (const auto& field : fields) {
-    auto n = field.name_string();
-    std::string_view name(n.data(), n.size());
-    auto v = field.value();
-    if (boost::beast::iequals(name, kMessageId)) {
-      msg.id.assign(v.data(), v.size());
-      continue;
-    }
-    if (is_hop_by_hop(name)) continue;
-    if (skip_reserved && boost::beast::iequals(name, kError)) continue;
-    msg.headers.add(std::string(name), std::string(v.data(), v.size()));
-  }
 }
 
 std::string encode_segment(std::string_view s) { return boost::urls::encode(s, boost::urls::pchars); }
@@ -240,8 +210,7 @@ class HttpTransport final : public Transport {
     }
     if (settings_.url.empty()) throw_error(errc::not_supported, "http: publish needs listen: or url:");
     Request req{bhttp::verb::post, "/", 11};
-    put_headers(msg.headers, req.base());
-    req.set(kMessageId, msg.id);
+    put_message_headers(msg, req.base());
     req.body() = msg.payload.str();
     auto res = co_await client_.request(settings_.url + "/topics/" + encode_segment(msg.topic), std::move(req));
     if (res.result_int() / 100 != 2) {
@@ -264,8 +233,7 @@ class HttpTransport final : public Transport {
     if (settings_.url.empty()) throw_error(errc::not_supported, "http: request needs url: or listen:");
     msg.stamp();
     Request req{bhttp::verb::post, "/", 11};
-    put_headers(msg.headers, req.base());
-    req.set(kMessageId, msg.id);
+    put_message_headers(msg, req.base());
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now()).count();
     if (left <= 0) throw_error(errc::timed_out, absl::StrCat("request to '", service, "': deadline already passed"));
     req.set("Patchbay-Timeout-Ms", std::to_string(left));
@@ -275,7 +243,7 @@ class HttpTransport final : public Transport {
     auto error = res[kError];
     if (status / 100 == 2) {
       Message reply(Bytes(std::move(res.body())));
-      take_headers(res.base(), reply, true);
+      take_message_headers(res.base(), reply, {kError});
       reply.topic = service;
       co_return reply;
     }
@@ -323,8 +291,7 @@ class HttpTransport final : public Transport {
       co_return;
     }
     Message msg(Bytes(std::move(req.body())));
-    take_headers(req.base(), msg, false);
-    msg.headers.remove("Patchbay-Timeout-Ms");
+    take_message_headers(req.base(), msg, {"Patchbay-Timeout-Ms"});
     for (const auto& [k, v] : ex.params()) msg.headers.set(k, v);
     if (!rpc) {
       auto m = bhttp::to_string(req.method());
@@ -354,12 +321,11 @@ class HttpTransport final : public Transport {
     }
     Response res{static_cast<bhttp::status>(status), req.version()};
     try {
-      put_headers(reply.headers, res.base());
+      put_message_headers(reply, res.base());
     } catch (const std::exception& e) {
       fail(ex, e.what());
       co_return;
     }
-    if (!reply.id.empty()) res.set(kMessageId, reply.id);
     if (res.find(bhttp::field::content_type) == res.end() && !rpc) {
       res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
     }

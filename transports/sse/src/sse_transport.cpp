@@ -11,13 +11,12 @@
 #include <patchbay/error.hpp>
 #include <patchbay/http/client.hpp>
 #include <patchbay/http/event_source.hpp>
-#include <patchbay/http/hub.hpp>
+#include <patchbay/http/message_fields.hpp>
 #include <patchbay/http/sse.hpp>
 #include <patchbay/http/status_error.hpp>
 #include <patchbay/plugin.hpp>
 
 #include <absl/strings/str_cat.h>
-#include <boost/beast/core/string.hpp>
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/pchars.hpp>
 #include <yaml-cpp/yaml.h>
@@ -47,10 +46,6 @@ std::string expand(std::string_view path, std::string_view topic) {
   auto at = out.find("{topic}");
   if (at != std::string::npos) out.replace(at, 7, boost::urls::encode(topic, boost::urls::pchars));
   return out;
-}
-
-bool is_hop_by_hop_or_ours(std::string_view name) {
-  return is_hop_by_hop(name) || boost::beast::iequals(name, "Patchbay-Message-Id");
 }
 
 class SseTransport;
@@ -128,14 +123,7 @@ class SseTransport final : public Transport {
     if (settings_.publish_path.empty()) throw_error(errc::not_supported, "sse: publishing is off (publish_path: \"\")");
     msg.stamp();
     Request req{bhttp::verb::post, "/", 11};
-    for (const auto& [name, value] : msg.headers) {
-      if (is_hop_by_hop_or_ours(name) || name.find_first_of(" \t\r\n:") != std::string::npos ||
-          value.find_first_of("\r\n") != std::string::npos || value.find('\0') != std::string::npos) {
-        throw_error(errc::bad_message, "sse: header '" + name + "' cannot travel as an HTTP header field");
-      }
-      req.insert(name, value);
-    }
-    req.set("Patchbay-Message-Id", msg.id);
+    put_message_headers(msg, req.base());
     req.body() = msg.payload.str();
     auto res = co_await client_.request(settings_.url + expand(settings_.publish_path, msg.topic), std::move(req));
     const unsigned status = res.result_int();

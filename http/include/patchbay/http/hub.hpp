@@ -180,10 +180,4 @@ class Hub::Cursor {
   std::shared_ptr<State> state_;
 };
 
-/// Message headers ↔ HTTP header fields, shared by the hub and the HTTP client transports:
-/// every field except the hop-by-hop and framing ones (Host, Connection, Content-Length,
-/// Transfer-Encoding, Keep-Alive, TE, Trailer, Upgrade, Expect, Proxy-Connection) is a message
-/// header, names as sent; the message id travels as `Patchbay-Message-Id`.
-bool is_hop_by_hop(std::string_view field_name) noexcept;
-
 }  // namespace patchbay::http
