@@ -43,16 +43,20 @@ std::vector<std::string_view> Headers::get_all(std::string_view name) const {
 }
 
 std::string Message::generate_id() {
-  // A per-thread generator seeded from the OS: no lock on the publish path.
+  // A per-thread generator seeded from the OS: no lock on the publish path. Formatted by hand:
+  // snprintf cost more than the rest of a request's id handling together.
   thread_local std::mt19937_64 gen([] {
     std::random_device rd;
     std::seed_seq seq{rd(), rd(), rd(), rd()};
     return std::mt19937_64(seq);
   }());
-  std::array<char, 33> buf{};
-  std::snprintf(buf.data(), buf.size(), "%016llx%016llx", static_cast<unsigned long long>(gen()),
-                static_cast<unsigned long long>(gen()));
-  return std::string(buf.data(), 32);
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out(32, '\0');
+  for (int half = 0; half < 2; ++half) {
+    auto v = gen();
+    for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<std::size_t>(half * 16 + i)] = hex[v & 0xf];
+  }
+  return out;
 }
 
 void Message::stamp() {

@@ -119,7 +119,7 @@ struct Hub::Cursor::State {
   // Guarded by topic->mu:
   std::uint64_t next = 0;
   std::uint64_t read_bytes = 0;
-  std::optional<Gap> pending_gap;
+  std::unique_ptr<Gap> pending_gap;  // rare: not inline in every cursor
   bool waiting = false;
   bool heartbeat_due = false;
   std::uint64_t backlog_limit = 0;
@@ -163,6 +163,10 @@ struct Hub::Impl {
 
   awaitable<void> tick();
   awaitable<void> serve_events(Exchange& ex);
+  awaitable<std::unique_ptr<Hub::Cursor>> open_events(Exchange& ex, bool& envelope);
+  /// The next SSE write for `cursor` into `buffers` (empty: nothing to send); false once closed.
+  bool next_events(Hub::Cursor& cursor, bool envelope, std::vector<asio::const_buffer>& buffers,
+                   std::vector<HubEntryPtr>& entries, std::string& gap_frame);
   awaitable<void> serve_publish(Exchange& ex);
 };
 
@@ -269,7 +273,7 @@ std::unique_ptr<Hub::Cursor> Hub::Impl::open(std::string_view topic_name, const 
         gap.last_seen = from;
         gap.resumes_at = Position::after(make_token(topic->epoch, state->next));
         gap.reason = !parsed ? "unknown position" : epoch != topic->epoch ? "epoch changed" : "position not reached yet";
-        state->pending_gap = std::move(gap);
+        state->pending_gap = std::make_unique<Gap>(std::move(gap));
       }
       break;
     }
@@ -359,7 +363,7 @@ HubBatch Hub::Cursor::read(std::size_t max) {
     return out;
   }
   if (s.pending_gap) {
-    out.gap = std::move(s.pending_gap);
+    out.gap = std::move(*s.pending_gap);
     s.pending_gap.reset();
   }
   const auto first = t.first_seq();
@@ -386,17 +390,21 @@ HubBatch Hub::Cursor::read(std::size_t max) {
 }
 
 awaitable<void> Hub::Cursor::wait() {
+  // No coroutine of its own (an idle connection waits here, so its frame would be held for
+  // as long as the connection lives): register, then wait on the bell directly. When there
+  // is something to read already, ring our own bell so that the wait returns at once.
   auto& s = *state_;
   {
     auto& t = *s.topic;
     std::lock_guard lock(t.mu);
-    if (s.closed.load() || t.closed || s.pending_gap || s.heartbeat_due || s.next < t.next_seq) co_return;
-    if (!s.waiting) {
+    if (s.closed.load() || t.closed || s.pending_gap || s.heartbeat_due || s.next < t.next_seq) {
+      s.bell.ring();
+    } else if (!s.waiting) {
       s.waiting = true;
       t.waiting.push_back(state_);
     }
   }
-  co_await s.bell.wait();
+  return s.bell.wait();
 }
 
 void Hub::Cursor::watch_backlog(std::uint64_t limit, std::function<void()> on_overrun) {
@@ -526,10 +534,62 @@ awaitable<void> Hub::Impl::serve_publish(Exchange& ex) {
   ex.respond(std::move(res));
 }
 
+// An SSE connection in two coroutines: open_events() answers the request and returns the
+// cursor; serve_events() then holds the connection. Its frame is what an idle connection keeps
+// for as long as it lives, so it holds only what the loop needs: the request, its header and
+// the batch being assembled live in other frames or in next_events().
 awaitable<void> Hub::Impl::serve_events(Exchange& ex) {
+  bool envelope = false;
+  auto cursor = co_await open_events(ex, envelope);
+  if (!cursor) co_return;
+  sse_connections.fetch_add(1, std::memory_order_relaxed);
+  struct Count {
+    std::atomic<std::size_t>& n;
+    ~Count() { n.fetch_sub(1, std::memory_order_relaxed); }
+  } count{sse_connections};
+
+  // A client that stops reading: its backlog grows past send_buffer and the connection is cut,
+  // from the publisher's side, even while our write to it is blocked.
+  cursor->watch_backlog(options.send_buffer, [&ex] { ex.close(); });
+  if (options.heartbeat > duration::zero()) cursor->enable_heartbeat();
+
+  std::vector<asio::const_buffer> buffers;
+  std::vector<HubEntryPtr> entries;  // keep the frames alive while they are written
+  std::string gap_frame;
+  for (;;) {
+    if (!next_events(*cursor, envelope, buffers, entries, gap_frame)) co_return;
+    if (!buffers.empty()) {
+      co_await ex.write(std::span<const asio::const_buffer>(buffers));
+      continue;
+    }
+    co_await cursor->wait();
+  }
+}
+
+bool Hub::Impl::next_events(Hub::Cursor& cursor, bool envelope, std::vector<asio::const_buffer>& buffers,
+                            std::vector<HubEntryPtr>& entries, std::string& gap_frame) {
+  static const std::string heartbeat = sse::encode_comment("heartbeat");
+  auto batch = cursor.read(options.max_batch);
+  buffers.clear();
+  entries.clear();
+  if (batch.closed) return false;
+  if (batch.gap) {
+    gap_frame = sse::encode_gap(*batch.gap);
+    buffers.emplace_back(gap_frame.data(), gap_frame.size());
+  }
+  for (const auto& e : batch.entries) {
+    const auto& frame = e->sse_frame(envelope);
+    buffers.emplace_back(frame.data(), frame.size());
+  }
+  entries = std::move(batch.entries);
+  if (buffers.empty() && batch.heartbeat) buffers.emplace_back(heartbeat.data(), heartbeat.size());
+  return true;
+}
+
+awaitable<std::unique_ptr<Hub::Cursor>> Hub::Impl::open_events(Exchange& ex, bool& envelope) {
   std::string topic(ex.param("topic"));
   const auto& req = ex.request();
-  const bool envelope = ex.query("envelope").value_or("") == "1";
+  envelope = ex.query("envelope").value_or("") == "1";
   std::string last_id(req["Last-Event-ID"]);
   if (last_id.empty()) last_id = ex.query("last_event_id").value_or("");
   const Position from = !last_id.empty()                          ? Position::after(last_id)
@@ -542,14 +602,8 @@ awaitable<void> Hub::Impl::serve_events(Exchange& ex) {
     add_cors(options, res.base());
     res.body() = stopped ? "the hub is stopping\n" : "unknown topic\n";
     ex.respond(std::move(res));
-    co_return;
+    co_return nullptr;
   }
-  sse_connections.fetch_add(1, std::memory_order_relaxed);
-  struct Count {
-    std::atomic<std::size_t>& n;
-    ~Count() { n.fetch_sub(1, std::memory_order_relaxed); }
-  } count{sse_connections};
-
   bhttp::response_header<> head;
   head.result(bhttp::status::ok);
   head.set(bhttp::field::content_type, "text/event-stream");
@@ -560,36 +614,8 @@ awaitable<void> Hub::Impl::serve_events(Exchange& ex) {
   co_await ex.write_head(std::move(head));
   const auto retry_ms = std::chrono::duration_cast<std::chrono::milliseconds>(options.sse_retry).count();
   co_await ex.write(sse::encode_retry(static_cast<std::uint64_t>(std::max<std::int64_t>(retry_ms, 0))));
-
-  // A client that stops reading: its backlog grows past send_buffer and the connection is cut,
-  // from the publisher's side, even while our write to it is blocked.
   ex.request() = Request();  // an idle stream keeps nothing of its request
-  cursor->watch_backlog(options.send_buffer, [&ex] { ex.close(); });
-  if (options.heartbeat > duration::zero()) cursor->enable_heartbeat();
-  static const std::string heartbeat = sse::encode_comment("heartbeat");
-
-  std::vector<asio::const_buffer> buffers;
-  std::string gap_frame;
-  for (;;) {
-    auto batch = cursor->read(options.max_batch);
-    if (batch.closed) co_return;
-    buffers.clear();
-    if (batch.gap) {
-      gap_frame = sse::encode_gap(*batch.gap);
-      buffers.emplace_back(gap_frame.data(), gap_frame.size());
-    }
-    for (const auto& e : batch.entries) {
-      const auto& frame = e->sse_frame(envelope);
-      buffers.emplace_back(frame.data(), frame.size());
-    }
-    if (buffers.empty() && batch.heartbeat) buffers.emplace_back(heartbeat.data(), heartbeat.size());
-    if (!buffers.empty()) {
-      // batch.entries keeps the frames alive during the write.
-      co_await ex.write(std::span<const asio::const_buffer>(buffers));
-      continue;
-    }
-    co_await cursor->wait();
-  }
+  co_return cursor;
 }
 
 void Hub::mount(Server& server) {

@@ -1,6 +1,7 @@
 // The HTTP/1.1 server core (see patchbay/http/server.hpp for the contract).
 //
-// Shape: an accept loop hands each connection to a Session coroutine on its own strand. The
+// Shape: an accept loop hands each connection to a Session coroutine on its own strand (on an
+// io_context made for one thread: on that context directly, see connection_executor()). The
 // Session reads requests one after another from one flat buffer (pipelined requests wait in
 // it), routes them, runs the handler and writes the answer. Deadlines are not timers per
 // operation: each Session publishes its current phase and deadline in atomics, and one
@@ -18,6 +19,7 @@
 #include <absl/strings/str_cat.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/detail/scheduler.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -200,12 +202,24 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     return sessions.size();
   }
 
-  /// A strand for one connection. Built on the io_context's own executor type when there is
-  /// one: a strand over any_io_executor does not fit any_io_executor's small buffer and costs
-  /// an allocation and an extra indirection on every completion (~6k instructions a request).
-  executor connection_strand() const {
-    if (const auto* io = ex.target<asio::io_context::executor_type>()) return asio::make_strand(*io);
+  /// The executor for one connection: a strand, unless one thread runs everything.
+  ///   - An io_context created for one thread (concurrency hint 1, as Runtime does for
+  ///     `threads: 1`) runs one handler at a time anyway: a strand would only add a trip through
+  ///     its queue to every completion (~4k instructions a request).
+  ///   - Otherwise a strand built on the io_context's own executor type when there is one: a
+  ///     strand over any_io_executor does not fit any_io_executor's small buffer and costs an
+  ///     allocation and an extra indirection on every completion (~6k instructions a request).
+  executor connection_executor() const {
+    if (const auto* io = ex.target<asio::io_context::executor_type>()) {
+      if (single_threaded(io->context())) return *io;
+      return asio::make_strand(*io);
+    }
     return asio::make_strand(ex);
+  }
+
+  static bool single_threaded(asio::io_context& ctx) {
+    // The hint the io_context was made with; Asio keeps it in its scheduler (Boost 1.81).
+    return asio::use_service<asio::detail::scheduler>(ctx).concurrency_hint() == 1;
   }
 
   awaitable<void> accept_loop();
@@ -309,19 +323,23 @@ template <class Stream>
 class Session final : public SessionBase, public Exchange, public std::enable_shared_from_this<Session<Stream>> {
  public:
   Session(std::shared_ptr<Server::Impl> server, Stream stream)
-      : server_(std::move(server)), stream_(std::move(stream)), strand_(lowest(stream_).get_executor()) {
+      : server_(std::move(server)), stream_(std::move(stream)) {
     boost::system::error_code ec;
     remote_ = lowest(stream_).remote_endpoint(ec);
   }
 
   void start() {
     auto self = this->shared_from_this();
-    asio::co_spawn(strand_, run(), asio::bind_cancellation_slot(signal_.slot(), [self](std::exception_ptr) {}));
+    // serve() is the connection's only coroutine (an idle stream keeps its frame); the
+    // completion handler closes the connection however serve() ended (an exception means a
+    // cancelled or failed connection: nothing to answer any more).
+    asio::co_spawn(lowest(stream_).get_executor(), serve(),
+                   asio::bind_cancellation_slot(signal_.slot(), [self](std::exception_ptr) { self->finish(); }));
   }
 
   void cancel(Cancel why) noexcept override {
     auto self = this->shared_from_this();
-    asio::post(strand_, [self, why] {
+    asio::post(lowest(stream_).get_executor(), [self, why] {
       // The session may have moved on to a new phase since the watchdog looked.
       if (why == Cancel::deadline && self->deadline.load() >= to_ticks(clock::now())) return;
       if (self->why_ == Cancel::none) self->why_ = why;
@@ -350,7 +368,7 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
 
   void close() noexcept override {
     auto self = this->shared_from_this();
-    asio::post(strand_, [self] {
+    asio::post(lowest(stream_).get_executor(), [self] {
       boost::system::error_code ec;
       lowest(self->stream_).close(ec);
     });
@@ -380,13 +398,7 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
     co_await bhttp::async_write(stream_, res, tuple_awaitable);
   }
 
-  awaitable<void> run() {
-    auto self = this->shared_from_this();
-    try {
-      co_await serve();
-    } catch (const std::exception&) {
-      // A cancelled or failed connection: nothing to answer any more.
-    }
+  void finish() noexcept {
     enter(Phase::closing, no_deadline);
     boost::system::error_code ec;
     lowest(stream_).shutdown(tcp::socket::shutdown_send, ec);
@@ -478,63 +490,90 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
       response_.prepare_payload();
       auto [ec, n] = co_await bhttp::async_write(stream_, response_, tuple_awaitable);
       if (ec || !again) co_return;
-      request_ = Request();
-      response_ = Response();
+      // request_ and response_ are replaced by the next request (read_request, the reset above).
     }
   }
 
   /// Reads one request into request_; false when the connection is to close (the error, if
   /// any, was answered).
+  ///
+  /// What is already buffered is parsed synchronously (Beast's parser::put, as its read loop
+  /// does), and the stream is read only when the parser needs more: the common request, which
+  /// arrives whole with the first read, costs no second asynchronous operation (Beast's
+  /// async_read_header would post its completion even when the buffer holds the whole header).
   awaitable<bool> read_request() {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limits().header_limit, UINT32_MAX)));
     parser.body_limit(limits().body_limit);
-    {
-      auto [ec, n] = co_await bhttp::async_read_header(stream_, buffer_, parser, tuple_awaitable);
-      if (ec) {
-        if (ec == bhttp::error::header_limit) {
-          co_await fail(bhttp::status::request_header_fields_too_large, "request header too large");
-        } else if (ec == bhttp::error::body_limit) {
-          co_await fail(bhttp::status::payload_too_large, "request body too large");
-        } else if (is_parse_error(ec)) {
-          co_await fail(bhttp::status::bad_request, absl::StrCat("malformed request: ", ec.message()));
-        } else if (ec == asio::error::operation_aborted && why_ == Cancel::deadline) {
+    unsigned version = 11;
+    bool header_done = false;
+    boost::system::error_code ec;
+    for (;;) {
+      if (buffer_.size() > 0) {
+        const auto used = parser.put(buffer_.data(), ec);
+        buffer_.consume(used);
+        if (ec == bhttp::error::need_more) ec = {};
+        if (ec) break;
+        if (!header_done && parser.is_header_done()) {
+          header_done = true;
+          if (const bool ok = co_await on_header(parser); !ok) co_return false;
+          version = parser.get().version();
+        }
+        if (parser.is_done()) break;
+        if (used > 0 && buffer_.size() > 0) continue;  // more of the buffer to parse
+      }
+      auto [rec, n] = co_await stream_.async_read_some(buffer_.prepare(header_done ? 65536 : read_chunk), tuple_awaitable);
+      buffer_.commit(n);
+      if (rec == asio::error::eof) {
+        if (buffer_.size() == 0 && parser.got_some()) {
+          parser.put_eof(ec);
+          if (!ec && parser.is_done()) break;
+        }
+        co_return false;  // the client went away mid-request: nothing to answer
+      }
+      if (rec) {
+        if (rec == asio::error::operation_aborted && why_ == Cancel::deadline) {
           server_->timeouts.fetch_add(1, std::memory_order_relaxed);
+          if (header_done) {
+            co_await asio::this_coro::reset_cancellation_state();
+            co_await fail(bhttp::status::request_timeout, "request body not received in time", version);
+          }
         }
         co_return false;
       }
     }
+    if (ec) {
+      if (ec == bhttp::error::header_limit) {
+        co_await fail(bhttp::status::request_header_fields_too_large, "request header too large", version);
+      } else if (ec == bhttp::error::body_limit) {
+        co_await fail(bhttp::status::payload_too_large, "request body too large", version);
+      } else if (is_parse_error(ec)) {
+        co_await fail(bhttp::status::bad_request, absl::StrCat("malformed request: ", ec.message()), version);
+      }
+      co_return false;
+    }
+    request_ = parser.release();
+    co_return true;
+  }
+
+  /// The header is complete: request deadline, framing checks, `Expect: 100-continue`.
+  awaitable<bool> on_header(bhttp::request_parser<bhttp::string_body>& parser) {
     server_->requests.fetch_add(1, std::memory_order_relaxed);
     enter(Phase::request, after(limits().request_timeout));
     auto& head = parser.get();
-    const unsigned version = head.version();
     // Request smuggling: Beast refuses most ambiguous framings itself; this makes the rule
     // explicit for the combination that matters most.
     if (head.count(bhttp::field::transfer_encoding) > 0 && head.count(bhttp::field::content_length) > 0) {
-      co_await fail(bhttp::status::bad_request, "both Transfer-Encoding and Content-Length", version);
+      co_await fail(bhttp::status::bad_request, "both Transfer-Encoding and Content-Length", head.version());
       co_return false;
     }
-    if (!parser.is_done()) {
+    if (!parser.is_done() && buffer_.size() == 0) {
       if (auto expect = head[bhttp::field::expect]; beast::iequals(expect, "100-continue")) {
         static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
         auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(cont.data(), cont.size()), tuple_awaitable);
         if (ec) co_return false;
       }
-      auto [ec, n] = co_await bhttp::async_read(stream_, buffer_, parser, tuple_awaitable);
-      if (ec) {
-        if (ec == bhttp::error::body_limit) {
-          co_await fail(bhttp::status::payload_too_large, "request body too large", version);
-        } else if (ec == asio::error::operation_aborted && why_ == Cancel::deadline) {
-          server_->timeouts.fetch_add(1, std::memory_order_relaxed);
-          co_await asio::this_coro::reset_cancellation_state();
-          co_await fail(bhttp::status::request_timeout, "request body not received in time", version);
-        } else if (is_parse_error(ec)) {
-          co_await fail(bhttp::status::bad_request, absl::StrCat("malformed request: ", ec.message()), version);
-        }
-        co_return false;
-      }
     }
-    request_ = parser.release();
     co_return true;
   }
 
@@ -542,7 +581,6 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
 
   std::shared_ptr<Server::Impl> server_;
   Stream stream_;
-  executor strand_;
   asio::cancellation_signal signal_;
   Cancel why_ = Cancel::none;
   beast::flat_buffer buffer_;
@@ -566,7 +604,7 @@ awaitable<void> Server::Impl::refuse(tcp::socket socket) {
 awaitable<void> Server::Impl::accept_loop() {
   auto self = shared_from_this();
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(connection_strand(), tuple_awaitable);
+    auto [ec, socket] = co_await acceptor.async_accept(connection_executor(), tuple_awaitable);
     if (stopping.load() || ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
       // Out of file descriptors and the like: wait a little instead of spinning.

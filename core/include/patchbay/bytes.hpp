@@ -23,7 +23,8 @@ class Bytes {
   Bytes() noexcept = default;
 
   /// Takes ownership of `s` (moved, not copied).
-  explicit Bytes(std::string s) : data_(std::make_shared<const std::string>(std::move(s))) {}
+  explicit Bytes(std::string s)
+      : data_(s.empty() ? nullptr : std::make_shared<const std::string>(std::move(s))) {}  // empty: no allocation
   explicit Bytes(std::string_view s) : Bytes(std::string(s)) {}
   explicit Bytes(const char* s) : Bytes(std::string(s)) {}
   explicit Bytes(std::span<const std::byte> s)

@@ -38,6 +38,7 @@ class Headers {
   bool contains(std::string_view name) const noexcept { return get(name).has_value(); }
 
   std::size_t size() const noexcept { return items_.size(); }
+  void reserve(std::size_t n) { items_.reserve(n); }
   bool empty() const noexcept { return items_.empty(); }
   const_iterator begin() const noexcept { return items_.begin(); }
   const_iterator end() const noexcept { return items_.end(); }

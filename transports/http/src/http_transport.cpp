@@ -150,17 +150,20 @@ class HttpTransport final : public Transport {
       hub_->mount(*server_);
       auto self = std::static_pointer_cast<HttpTransport>(shared_from_this());
       std::weak_ptr<HttpTransport> weak = self;
+      // The handlers are plain functions returning answer()'s awaitable: no coroutine frame of
+      // their own per request. answer() holds the transport alive through `self`.
       server_->route(bhttp::verb::post, "/services/{service}", [weak](Exchange& ex) -> awaitable<void> {
         auto self = weak.lock();
         if (!self) throw_error(errc::stopped);
-        co_await self->answer(ex, std::string(ex.param("service")), true);
+        std::string service(ex.param("service"));
+        return answer(std::move(self), ex, std::move(service), true);
       });
       for (const auto& r : settings_.routes) {
         auto service = r.service;
         server_->route(r.method, r.path, [weak, service](Exchange& ex) -> awaitable<void> {
           auto self = weak.lock();
           if (!self) throw_error(errc::stopped);
-          co_await self->answer(ex, service, false);
+          return answer(std::move(self), ex, service, false);
         });
       }
       server_->start();
@@ -279,9 +282,9 @@ class HttpTransport final : public Transport {
 
  private:
   /// Answers one request to `service` (POST /services/{name}, or a configured route).
-  awaitable<void> answer(Exchange& ex, std::string service, bool rpc) {
+  static awaitable<void> answer(std::shared_ptr<HttpTransport> self, Exchange& ex, std::string service, bool rpc) {
     auto& req = ex.request();
-    auto handler = services_.pick(service);
+    auto handler = self->services_.pick(service);
     if (!handler) {
       Response res{rpc ? bhttp::status::not_found : bhttp::status::service_unavailable, req.version()};
       res.set(kError, "no-responders");
@@ -291,6 +294,8 @@ class HttpTransport final : public Transport {
       co_return;
     }
     Message msg(Bytes(std::move(req.body())));
+    msg.headers.reserve(static_cast<std::size_t>(std::distance(req.base().begin(), req.base().end())) +
+                        ex.params().size() + 2);
     take_message_headers(req.base(), msg, {"Patchbay-Timeout-Ms"});
     for (const auto& [k, v] : ex.params()) msg.headers.set(k, v);
     if (!rpc) {

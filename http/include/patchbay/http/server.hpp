@@ -28,7 +28,9 @@
 // streaming responses are cancelled (their handler sees operation_aborted) and closed.
 //
 // Thread safety: every member may be called from any thread. Each connection runs on its own
-// strand; handlers for one connection run one at a time, handlers for different connections
+// strand (or, when the executor is an io_context made for one thread — concurrency hint 1, as
+// Runtime makes for `threads: 1` — on that io_context directly: no strand is needed there);
+// handlers for one connection run one at a time, handlers for different connections
 // concurrently. Routes may be added and removed while the server runs.
 #pragma once
 
