@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <atomic>
 #include <cstdio>
 #include <random>
@@ -50,11 +51,21 @@ std::string Message::generate_id() {
     std::seed_seq seq{rd(), rd(), rd(), rd()};
     return std::mt19937_64(seq);
   }());
-  static constexpr char hex[] = "0123456789abcdef";
+  // Two hex digits per table lookup.
+  static constexpr auto pairs = [] {
+    std::array<char, 512> t{};
+    constexpr char hex[] = "0123456789abcdef";
+    for (int b = 0; b < 256; ++b) {
+      t[static_cast<std::size_t>(2 * b)] = hex[b >> 4];
+      t[static_cast<std::size_t>(2 * b + 1)] = hex[b & 0xf];
+    }
+    return t;
+  }();
   std::string out(32, '\0');
+  char* p = out.data();
   for (int half = 0; half < 2; ++half) {
     auto v = gen();
-    for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<std::size_t>(half * 16 + i)] = hex[v & 0xf];
+    for (int i = 7; i >= 0; --i, v >>= 8) std::memcpy(p + half * 16 + i * 2, &pairs[(v & 0xff) * 2], 2);
   }
   return out;
 }

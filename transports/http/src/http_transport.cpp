@@ -324,18 +324,22 @@ class HttpTransport final : public Transport {
       if (r.ec == std::errc() && v >= 200 && v <= 599) status = v;
       reply.headers.remove(kStatusHeader);
     }
-    Response res{static_cast<bhttp::status>(status), req.version()};
+    // Built in place: the Session's response object is fresh for every request.
+    auto& res = ex.response();
+    res.result(static_cast<bhttp::status>(status));
+    res.version(req.version());
     try {
       put_message_headers(reply, res.base());
     } catch (const std::exception& e) {
+      res = Response();
       fail(ex, e.what());
       co_return;
     }
-    if (res.find(bhttp::field::content_type) == res.end() && !rpc) {
+    if (!rpc && res.find(bhttp::field::content_type) == res.end()) {
       res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
     }
     res.body() = reply.payload.str();
-    ex.respond(std::move(res));
+    ex.respond();
   }
 
   static void fail(Exchange& ex, std::string_view what) {

@@ -125,7 +125,11 @@ class Exchange {
   virtual void close() noexcept = 0;
 
   bool responded() const noexcept { return responded_; }
+  /// The answer being built: empty (200, no fields) until the handler fills it. A handler may
+  /// build it in place and then call respond() without arguments (saves a move of the whole
+  /// message per request).
   Response& response() noexcept { return response_; }
+  void respond() noexcept { responded_ = true; }
 
  protected:
   Exchange() = default;
