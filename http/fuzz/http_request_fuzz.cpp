@@ -61,19 +61,35 @@ struct World {
   }
 
   std::string exchange(const std::uint8_t* data, std::size_t size) {
+    // Blocking calls here can be interrupted by libFuzzer's own signals (its -timeout alarm):
+    // EINTR is retried everywhere, a connect with a fresh socket.
     asio::io_context client;
     tcp::socket s(client);
-    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()));
+    boost::system::error_code ec;
+    for (int attempt = 0;; ++attempt) {
+      s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()), ec);
+      if (!ec) break;
+      if (ec != asio::error::interrupted || attempt == 100) {
+        std::fprintf(stderr, "cannot connect to the server: %s\n", ec.message().c_str());
+        std::abort();
+      }
+      boost::system::error_code ignored;
+      s.close(ignored);
+      s = tcp::socket(client);
+    }
     timeval tv{10, 0};
     ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    boost::system::error_code ec;
-    asio::write(s, asio::buffer(data, size), ec);
+    for (std::size_t sent = 0; sent < size;) {
+      sent += s.write_some(asio::buffer(data + sent, size - sent), ec);
+      if (ec && ec != asio::error::interrupted) break;
+    }
     s.shutdown(tcp::socket::shutdown_send, ec);
     std::string out;
     char buf[8192];
     for (;;) {
       auto n = s.read_some(asio::buffer(buf), ec);
       out.append(buf, n);
+      if (ec == asio::error::interrupted) continue;
       // An event stream stays open: its header is enough to check.
       if (ec || out.size() > 65536) break;
       auto head_end = out.find("\r\n\r\n");
