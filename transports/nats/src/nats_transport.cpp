@@ -120,6 +120,9 @@ std::string describe(natsStatus s) {
     out += detail;
     out += ")";
   }
+  // nats.c may end a subscription before it reports the connection closed, so a publish can
+  // meet the closed connection before check_open() knows: say the same thing it would.
+  if (s == NATS_CONNECTION_CLOSED) out += "; the connection is closed for good (reconnect attempts exhausted; see max_reconnects)";
   return out;
 }
 
