@@ -6,6 +6,7 @@
 #include <patchbay/transports/nats/nats.hpp>
 
 #include <patchbay/conformance/suite.hpp>
+#include <patchbay/conformance/test_support.hpp>
 #include <patchbay/error.hpp>
 #include <patchbay/runtime.hpp>
 
@@ -151,42 +152,12 @@ inline std::string broker_url() {
   GTEST_SKIP() << "PATCHBAY_NATS_PORT is not set: run `scripts/brokers start nats` and source "             \
                   "$PATCHBAY_BROKER_DIR/env (scripts/test does both)"
 
-/// Runs `body()` on the instance's executor and waits (bounded) for it; rethrows its failure.
-template <typename F>
-void run(patchbay::conformance::Instance& inst, F body) {
-  auto done = asio::co_spawn(inst.ex, body(), asio::use_future);
-  ASSERT_EQ(done.wait_for(120s), std::future_status::ready) << "test coroutine did not finish";
-  done.get();
-}
-
-inline awaitable<void> sleep_for(patchbay::duration d) {
-  asio::steady_timer t(co_await asio::this_coro::executor, d);
-  co_await t.async_wait(asio::use_awaitable_t<patchbay::executor>{});
-}
-
-/// Waits until `cond()` holds, at most `limit`; returns whether it held.
-template <typename Cond>
-awaitable<bool> eventually(Cond cond, patchbay::duration limit = 30s) {
-  const auto until = patchbay::clock::now() + limit;
-  while (!cond()) {
-    if (patchbay::clock::now() >= until) co_return false;
-    co_await sleep_for(5ms);
-  }
-  co_return true;
-}
-
-/// next() with a deadline; std::nullopt when nothing arrived or the stream ended.
-inline awaitable<std::optional<Delivery>> next_within(Stream<Delivery>& s, patchbay::duration d = 30s) {
-  auto n = co_await patchbay::conformance::next_for(s, d);
-  co_return std::move(n.delivery);
-}
-
-inline Message msg(std::string topic, std::string body) {
-  Message m{patchbay::Bytes(std::move(body))};
-  m.topic = std::move(topic);
-  m.stamp();
-  return m;
-}
+// run, sleep_for, eventually, next_within, msg: the helpers every transport's tests share.
+using patchbay::conformance::eventually;
+using patchbay::conformance::msg;
+using patchbay::conformance::next_within;
+using patchbay::conformance::sleep_for;
+using patchbay::conformance::run;
 
 inline patchbay::nats::Stats stats(const patchbay::conformance::Instance& inst) {
   auto s = patchbay::nats::stats_of(*inst.transport);
