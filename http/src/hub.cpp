@@ -8,6 +8,8 @@
 // ticker per hub that marks every heartbeat cursor and rings the waiting ones.
 #include <patchbay/http/hub.hpp>
 
+#include "hub_routes.hpp"
+
 #include <patchbay/error.hpp>
 #include <patchbay/http/message_fields.hpp>
 #include <patchbay/http/server.hpp>
@@ -340,6 +342,7 @@ void Hub::drop_connections() {
 }
 
 const HubOptions& Hub::options() const noexcept { return impl_->options; }
+bool Hub::stopped() const noexcept { return impl_->stopped.load(); }
 std::size_t Hub::sse_connections() const noexcept { return impl_->sse_connections.load(); }
 
 // --- Cursor -------------------------------------------------------------------------------
@@ -632,6 +635,9 @@ void Hub::mount(Server& server) {
         o.streaming = true;
         return o;
       }());
+  std::weak_ptr<Hub> self = weak_from_this();
+  mount_polling(self, server);
+  mount_websocket(self, server);
 }
 
 }  // namespace patchbay::http

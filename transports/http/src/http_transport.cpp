@@ -490,6 +490,20 @@ absl::StatusOr<std::shared_ptr<Transport>> make_http(const TransportContext& ctx
     PB_TRY(read_size(sse, "send_buffer", h.send_buffer, 1024));
     PB_TRY(read_size(sse, "max_batch", h.max_batch, 1));
     PB_TRY(sse.check_unknown_keys());
+    // Long and short polling (GET /topics/{topic}/poll, GET /topics/{topic}/messages).
+    config::Node poll;
+    PB_TRY(take(s.get_map("poll"), poll));
+    PB_TRY(read_duration(poll, "default_wait", h.poll.default_wait));
+    PB_TRY(read_duration(poll, "max_wait", h.poll.max_wait));
+    PB_TRY(read_size(poll, "max_batch", h.poll.max_batch, 1));
+    PB_TRY(poll.check_unknown_keys());
+    // WebSocket (GET /topics/{topic}/ws).
+    config::Node websocket;
+    PB_TRY(take(s.get_map("websocket"), websocket));
+    PB_TRY(read_size(websocket, "max_message", h.websocket.max_message, 1));
+    PB_TRY(read_duration(websocket, "ping_interval", h.websocket.ping_interval));
+    PB_TRY(read_size(websocket, "send_buffer", h.websocket.send_buffer, 1024));
+    PB_TRY(websocket.check_unknown_keys());
 
     const auto& yaml = s.yaml();
     const auto file = s.mark().file;
@@ -529,7 +543,7 @@ absl::StatusOr<std::shared_ptr<Transport>> make_http(const TransportContext& ctx
       }
     }
   } else {
-    for (auto key : {"limits", "tls", "history", "topics", "open_topics", "http_publish", "cors_origin", "sse", "routes",
+    for (auto key : {"limits", "tls", "history", "topics", "open_topics", "http_publish", "cors_origin", "sse", "poll", "websocket", "routes",
                      "bridges"}) {
       if (s.has(key)) {
         return config::error_at(s.mark_of(key), s.context() + ": '" + key + "' needs listen: (it configures the server)");

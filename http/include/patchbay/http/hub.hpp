@@ -52,6 +52,22 @@ namespace patchbay::http {
 
 class Server;
 
+/// Long and short polling (http/src/hub_poll.cpp).
+struct PollOptions {
+  duration default_wait = std::chrono::seconds(30);  ///< a long poll without ?wait=
+  duration max_wait = std::chrono::seconds(60);      ///< ?wait= above it is clamped to it
+  std::size_t max_batch = 256;                       ///< messages per answer, at most
+  PollOptions() {}
+};
+
+/// WebSocket (http/src/hub_websocket.cpp).
+struct WebSocketOptions {
+  std::size_t max_message = 1024 * 1024;             ///< larger incoming message → close 1009
+  duration ping_interval = std::chrono::seconds(30); ///< 0: no pings
+  std::size_t send_buffer = 1024 * 1024;             ///< unsent backlog cap per connection, bytes
+  WebSocketOptions() {}
+};
+
 struct HubOptions {
   std::size_t history = 1024;                            ///< messages kept per topic
   std::vector<std::string> topics;                       ///< topics that exist from the start
@@ -62,6 +78,8 @@ struct HubOptions {
   duration heartbeat = std::chrono::seconds(15);         ///< SSE comment interval (0: none)
   std::size_t send_buffer = 1024 * 1024;                 ///< SSE backlog cap per connection, bytes
   std::size_t max_batch = 256;                           ///< events per SSE write, at most
+  PollOptions poll;                                      ///< long and short polling
+  WebSocketOptions websocket;                            ///< WebSocket connections
   HubOptions() {}
 };
 
@@ -133,6 +151,9 @@ class Hub : public std::enable_shared_from_this<Hub> {
   void stop();
 
   const HubOptions& options() const noexcept;
+
+  /// True once stop() was called.
+  bool stopped() const noexcept;
 
   /// Open SSE connections, for tests and metrics.
   std::size_t sse_connections() const noexcept;

@@ -1,0 +1,8 @@
+// The hub over long and short polling (see patchbay/http/hub.hpp and hub_routes.hpp).
+#include "hub_routes.hpp"
+
+namespace patchbay::http {
+
+void mount_polling(const std::weak_ptr<Hub>&, Server&) {}
+
+}  // namespace patchbay::http
