@@ -451,13 +451,21 @@ std::string encode(const Message& msg, std::string_view position, Format format)
   return out;
 }
 
-std::string encode_gap(const Gap& gap) {
+std::string encode_envelope(const Message& msg) { return envelope_json(msg); }
+std::optional<Message> decode_envelope_json(std::string_view json_text) { return decode_envelope(json_text); }
+std::optional<Gap> decode_gap_json(std::string_view json_text) { return decode_gap(json_text); }
+
+std::string encode_gap_json(const Gap& gap) {
   json::object o;
   o["last_seen"] = position_to_json(gap.last_seen);
   o["resumes_at"] = position_to_json(gap.resumes_at);
   o["missed"] = gap.missed;
   o["reason"] = as_json(repaired_utf8(gap.reason));
-  return "event: gap\ndata: " + json::serialize(o) + "\n\n";
+  return json::serialize(o);
+}
+
+std::string encode_gap(const Gap& gap) {
+  return "event: gap\ndata: " + encode_gap_json(gap) + "\n\n";
 }
 
 std::string encode_retry(std::uint64_t milliseconds) { return "retry: " + std::to_string(milliseconds) + "\n\n"; }

@@ -123,6 +123,16 @@ struct Decoded {
 };
 std::optional<Decoded> decode(const Event& event, bool envelope);
 
+/// The envelope JSON object of one message, on one line: {"id":..., "headers":[[n,v],...],
+/// "payload":... | "payload_base64":...} as described above. The same object carries messages
+/// in SSE's envelope format, long and short poll answers and WebSocket frames.
+std::string encode_envelope(const Message& msg);
+/// The message of an envelope object (other members are ignored); std::nullopt when malformed.
+std::optional<Message> decode_envelope_json(std::string_view json);
+/// A gap as a JSON object {"last_seen":..,"resumes_at":..,"missed":n,"reason":..}, and back.
+std::string encode_gap_json(const Gap& gap);
+std::optional<Gap> decode_gap_json(std::string_view json);
+
 /// Base64 (RFC 4648, with padding).
 std::string base64_encode(std::string_view bytes);
 std::optional<std::string> base64_decode(std::string_view text);
