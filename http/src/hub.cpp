@@ -14,6 +14,7 @@
 #include <patchbay/http/message_fields.hpp>
 #include <patchbay/http/server.hpp>
 #include <patchbay/http/sse.hpp>
+#include <patchbay/http/websocket.hpp>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -70,7 +71,35 @@ struct HubEntry::Frames {
   std::atomic<bool> plain_ready{false}, envelope_ready{false};
   std::once_flag plain_once, envelope_once;
   std::string plain, envelope;
+  // The poll answers' message object (hub_poll.cpp).
+  std::atomic<bool> poll_ready{false};
+  std::once_flag poll_once;
+  std::string poll;
+  // The WebSocket message (ws_frame(), hub_websocket.cpp).
+  std::atomic<bool> ws_ready{false};
+  std::once_flag ws_once;
+  std::string ws;
 };
+
+const std::string& HubEntry::poll_object() const {
+  auto& f = *frames_;
+  if (!f.poll_ready.load(std::memory_order_acquire)) {
+    std::call_once(f.poll_once, [&] {
+      // {"position":"<epoch>:<seq>", then the envelope's own members.
+      const std::string envelope = sse::encode_envelope(message);
+      std::string out;
+      out.reserve(envelope.size() + position.size() + 16);
+      out += "{\"position\":\"";
+      out += position;  // digits and a colon: nothing to escape
+      out += '"';
+      if (envelope.size() > 2) out += ',';
+      out.append(envelope, 1);
+      f.poll = std::move(out);
+      f.poll_ready.store(true, std::memory_order_release);
+    });
+  }
+  return f.poll;
+}
 
 const std::string& HubEntry::sse_frame(bool envelope) const {
   auto& f = *frames_;
@@ -90,6 +119,17 @@ const std::string& HubEntry::sse_frame(bool envelope) const {
     });
   }
   return f.plain;
+}
+
+const std::string& HubEntry::ws_frame() const {
+  auto& f = *frames_;
+  if (!f.ws_ready.load(std::memory_order_acquire)) {
+    std::call_once(f.ws_once, [&] {
+      f.ws = websocket::encode_message(message, position);
+      f.ws_ready.store(true, std::memory_order_release);
+    });
+  }
+  return f.ws;
 }
 
 struct TopicState {
@@ -142,6 +182,7 @@ struct Hub::Impl {
   std::map<std::string, std::function<awaitable<void>(Message)>, std::less<>> upstream;
   std::atomic<bool> stopped{false};  // written under mu; read anywhere
   std::atomic<std::size_t> sse_connections{0};
+  std::atomic<std::size_t> held_polls{0};
 
   std::shared_ptr<TopicState> find(std::string_view name, bool create) {
     std::lock_guard lock(mu);
@@ -289,6 +330,65 @@ std::unique_ptr<Hub::Cursor> Hub::Impl::open(std::string_view topic_name, const 
   return std::unique_ptr<Cursor>(new Cursor(std::move(state)));
 }
 
+std::optional<HubBatch> Hub::peek(std::string_view topic_name, const Position& from, UnknownPosition unknown,
+                                  bool create, std::size_t max, std::string& next) {
+  // The same rules as open() and Cursor::read(), for one read.
+  auto topic = impl_->find(topic_name, create);
+  if (!topic) return std::nullopt;
+  HubBatch out;
+  auto& t = *topic;
+  std::lock_guard lock(t.mu);
+  if (t.closed) {
+    out.closed = true;
+    next = make_token(t.epoch, t.next_seq - 1);
+    return out;
+  }
+  const auto first = t.first_seq();
+  std::uint64_t at = t.next_seq;  // the next sequence to read
+  std::string last_seen;          // behind the ring: the position given
+  switch (from.where()) {
+    case Position::kind::latest:
+      break;
+    case Position::kind::earliest:
+      at = first;
+      break;
+    case Position::kind::after: {
+      std::uint64_t epoch = 0, seq = 0;
+      const bool parsed = parse_token(from.token(), epoch, seq);
+      if (parsed && epoch == t.epoch && seq < t.next_seq) {
+        at = seq + 1;
+        if (at < first) last_seen = from.token();
+      } else {
+        at = unknown == UnknownPosition::from_latest ? t.next_seq : first;
+        Gap gap;
+        gap.last_seen = from;
+        gap.resumes_at = Position::after(make_token(t.epoch, at));
+        gap.reason = !parsed ? "unknown position" : epoch != t.epoch ? "epoch changed" : "position not reached yet";
+        out.gap = std::move(gap);
+      }
+      break;
+    }
+  }
+  if (at < first) {
+    Gap gap;
+    if (!last_seen.empty()) gap.last_seen = Position::after(last_seen);
+    gap.resumes_at = Position::after(make_token(t.epoch, first));
+    gap.missed = first - at;
+    gap.reason = "history trimmed";
+    if (!out.gap) out.gap = std::move(gap);
+    at = first;
+  }
+  if (at < t.next_seq && max > 0) {
+    auto idx = static_cast<std::size_t>(at - first);
+    const auto n = std::min<std::size_t>(max, t.ring.size() - idx);
+    out.entries.assign(t.ring.begin() + static_cast<std::ptrdiff_t>(idx),
+                       t.ring.begin() + static_cast<std::ptrdiff_t>(idx + n));
+    at += n;
+  }
+  next = make_token(t.epoch, at == 0 ? 0 : at - 1);
+  return out;
+}
+
 bool Hub::has_topic(std::string_view topic) const {
   std::lock_guard lock(impl_->mu);
   return impl_->topics.find(topic) != impl_->topics.end();
@@ -300,6 +400,12 @@ void Hub::set_upstream(std::string_view topic, std::function<awaitable<void>(Mes
   impl_->find(topic, true);
   std::lock_guard lock(impl_->mu);
   impl_->upstream[std::string(topic)] = std::move(publish);
+}
+
+std::function<awaitable<void>(Message)> Hub::upstream(std::string_view topic) const {
+  std::lock_guard lock(impl_->mu);
+  if (auto it = impl_->upstream.find(topic); it != impl_->upstream.end()) return it->second;
+  return nullptr;
 }
 
 std::vector<std::string> Hub::topics() const {
@@ -344,6 +450,14 @@ void Hub::drop_connections() {
 const HubOptions& Hub::options() const noexcept { return impl_->options; }
 bool Hub::stopped() const noexcept { return impl_->stopped.load(); }
 std::size_t Hub::sse_connections() const noexcept { return impl_->sse_connections.load(); }
+std::size_t Hub::held_polls() const noexcept { return impl_->held_polls.load(); }
+void Hub::count_held_poll(int delta) noexcept {
+  if (delta >= 0) {
+    impl_->held_polls.fetch_add(static_cast<std::size_t>(delta), std::memory_order_relaxed);
+  } else {
+    impl_->held_polls.fetch_sub(static_cast<std::size_t>(-delta), std::memory_order_relaxed);
+  }
+}
 
 // --- Cursor -------------------------------------------------------------------------------
 
@@ -429,10 +543,18 @@ void Hub::Cursor::enable_heartbeat() {
 const std::string& Hub::Cursor::position() const noexcept { return state_->position; }
 const std::string& Hub::Cursor::topic() const noexcept { return state_->topic->name; }
 
+std::string Hub::Cursor::next_position() const {
+  auto& t = *state_->topic;
+  std::lock_guard lock(t.mu);
+  return make_token(t.epoch, state_->next == 0 ? 0 : state_->next - 1);
+}
+
 void Hub::Cursor::close() noexcept {
   state_->closed = true;
   state_->bell.ring();
 }
+
+void Hub::Cursor::wake() noexcept { state_->bell.ring(); }
 
 // --- local subscriptions ------------------------------------------------------------------
 
@@ -638,6 +760,33 @@ void Hub::mount(Server& server) {
   std::weak_ptr<Hub> self = weak_from_this();
   mount_polling(self, server);
   mount_websocket(self, server);
+
+  // CORS preflight: a page on another origin that sends a header beyond the CORS-safelisted
+  // ones (If-None-Match for short polls, Last-Event-ID, Patchbay-Message-Id, a JSON
+  // Content-Type on publish) asks with OPTIONS first. Served only when cors_origin is set.
+  if (!impl->options.cors_origin.empty()) {
+    auto preflight = [impl](Exchange& ex) -> awaitable<void> {
+      auto& res = ex.response();
+      res.result(bhttp::status::no_content);
+      res.version(ex.request().version());
+      res.set(bhttp::field::access_control_allow_origin, impl->options.cors_origin);
+      res.set(bhttp::field::access_control_allow_methods, "GET, POST, OPTIONS");
+      // Echo what the page asks for: message headers are free-form (each becomes a header field).
+      const auto asked = ex.request()[bhttp::field::access_control_request_headers];
+      res.set(bhttp::field::access_control_allow_headers,
+              asked.empty() ? std::string_view("Content-Type, If-None-Match, Last-Event-ID, Patchbay-Message-Id")
+                            : std::string_view(asked.data(), asked.size()));
+      res.set(bhttp::field::access_control_expose_headers, "ETag");
+      res.set(bhttp::field::access_control_max_age, "600");
+      res.set(bhttp::field::vary, "Origin, Access-Control-Request-Headers");
+      ex.respond();
+      co_return;
+    };
+    for (const char* path : {"/topics/{topic}", "/topics/{topic}/events", "/topics/{topic}/poll",
+                             "/topics/{topic}/messages"}) {
+      server.route(bhttp::verb::options, path, preflight);
+    }
+  }
 }
 
 }  // namespace patchbay::http

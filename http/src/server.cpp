@@ -35,6 +35,7 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/url/parse.hpp>
@@ -67,6 +68,7 @@ enum class Phase : std::uint8_t {
   header,    // reading a request header (or the TLS handshake)
   request,   // reading the body, handling, writing the answer
   streaming, // a streaming handler runs (its writes have deadlines)
+  held,      // a held request (long poll): no deadline; at stop() it may still answer
   closing,
 };
 
@@ -374,6 +376,21 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
     });
   }
 
+  tcp::socket* take_over(std::string& early) override {
+    if constexpr (std::is_same_v<Stream, tcp::socket>) {
+      if (head_written_) return nullptr;
+      head_written_ = true;  // the server writes nothing more on this connection
+      enter(Phase::streaming, no_deadline);
+      early.assign(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+      buffer_.consume(buffer_.size());
+      buffer_.shrink_to_fit();
+      return &stream_;
+    } else {
+      (void)early;
+      return nullptr;
+    }
+  }
+
  private:
   const ServerLimits& limits() const noexcept { return server_->options.limits; }
 
@@ -442,6 +459,7 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
       head_written_ = false;
       params_ = std::move(match.params);
       bool streaming = false;
+      bool held = false;
       if (!match.route) {
         if (!match.allow.empty()) {
           respond(bhttp::status::method_not_allowed, "method not allowed\n");
@@ -451,8 +469,12 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
         }
       } else {
         streaming = match.route->options.streaming;
+        held = match.route->options.held && !streaming;
         if (streaming) {
           enter(Phase::streaming, no_deadline);
+          buffer_.shrink_to_fit();
+        } else if (held) {
+          enter(Phase::held, no_deadline);
           buffer_.shrink_to_fit();
         }
         std::string error;
@@ -483,8 +505,11 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
           respond(bhttp::status::internal_server_error, "the handler gave no answer\n");
         }
       }
-      if (streaming) enter(Phase::request, after(limits().request_timeout));
-      const bool again = keep_alive && !server_->stopping.load();
+      if (streaming || held) enter(Phase::request, after(limits().request_timeout));
+      // A handler may end the connection with its answer (`Connection: close`).
+      const auto connection = response_[bhttp::field::connection];
+      const bool handler_closes = !connection.empty() && bhttp::token_list(connection).exists("close");
+      const bool again = keep_alive && !handler_closes && !server_->stopping.load();
       response_.version(version);
       response_.keep_alive(again);
       response_.prepare_payload();
@@ -591,7 +616,7 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
 
 awaitable<void> Server::Impl::refuse(tcp::socket socket) {
   static constexpr std::string_view busy =
-      "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+      "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
       "Content-Length: 17\r\n\r\ntoo many clients\n";
   socket.non_blocking(true);
   boost::system::error_code ec;
@@ -721,12 +746,14 @@ awaitable<void> Server::Impl::stop() {
   boost::system::error_code ec;
   acceptor.close(ec);
 
-  // Idle and streaming connections close now; requests being handled finish first.
+  // Idle and streaming connections close now; requests being handled (and held requests,
+  // which whoever holds them answers when it stops) finish first.
   std::vector<std::shared_ptr<SessionBase>> now;
   {
     std::lock_guard lock(sessions_mu);
     for (const auto& [key, s] : sessions) {
-      if (s->phase.load(std::memory_order_acquire) != Phase::request) now.push_back(s);
+      const auto phase = s->phase.load(std::memory_order_acquire);
+      if (phase != Phase::request && phase != Phase::held) now.push_back(s);
     }
   }
   for (auto& s : now) s->cancel(Cancel::shutdown);

@@ -28,7 +28,7 @@ run_one() {  # run_one LABEL [--config FILE]
   local port url
   port=$(free_port)
   url=http://127.0.0.1:$port
-  DASHBOARD_ZMQ_PORT=$(free_port) "$bin" --listen "127.0.0.1:$port" --interval 50 "$@" >"$work/dashboard.log" 2>&1 &
+  DASHBOARD_ZMQ_PORT=$(free_port) "$bin" --listen "127.0.0.1:$port" --interval 200 "$@" >"$work/dashboard.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 300); do
     curl -sf -o "$work/page.html" "$url/" && break
@@ -53,7 +53,7 @@ run_one() {  # run_one LABEL [--config FILE]
   ((n >= 3)) || fail "long polls returned $n messages"
 
   # Short polling: an answer at once with an ETag; the same request with If-None-Match is 304
-  # as soon as nothing new was published in between (quotes come every 50 ms: retry a few times).
+  # as soon as nothing new was published in between (quotes come every 200 ms: retry a few times).
   local etag status got304=0
   for _ in $(seq 1 100); do
     answer=$(curl -sf -D "$work/headers" "$url/topics/prices/messages") || fail "short poll failed"

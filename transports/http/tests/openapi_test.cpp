@@ -114,7 +114,9 @@ TEST(OpenApi, NamesEveryRouteTheHubServes) {
   asio::io_context io;
   auto server = Server::create(io.get_executor(), {});
   ASSERT_TRUE(server.ok()) << server.status();
-  auto hub = Hub::create(io.get_executor());
+  patchbay::http::HubOptions options;
+  options.cors_origin = "*";  // mounts the CORS preflight routes too
+  auto hub = Hub::create(io.get_executor(), options);
   hub->mount(**server);
   const auto routes = (*server)->routes();
   EXPECT_GE(routes.size(), 5u);
@@ -176,6 +178,7 @@ transports:
     type: http
     listen: 127.0.0.1:)" + std::to_string(port) + R"(
     open_topics: true
+    cors_origin: "*"
 )");
   ASSERT_TRUE(inst.ok()) << inst.status();
   for (const auto& op : documented) {

@@ -18,6 +18,9 @@
 //                                 from now, after a gap event); without an id, ?from=earliest
 //                                 starts from the oldest message held. ?envelope=1 selects the
 //                                 envelope format (headers, message id, binary payloads).
+//   GET  /topics/{topic}/ws       WebSocket (hub_websocket.cpp, docs/websocket.md): JSON text
+//                                 frames both ways — messages, gaps, publishes and their answers;
+//                                 ?after= / ?from=earliest resume as above; pings, close codes.
 // Topics exist when declared (`topics`), when used by the application (publish/subscribe
 // through the hub), or — with `open_topics` — when first named over HTTP; any other topic name
 // gets 404.
@@ -73,7 +76,9 @@ struct HubOptions {
   std::vector<std::string> topics;                       ///< topics that exist from the start
   bool open_topics = false;                              ///< HTTP requests may create topics
   bool http_publish = true;                              ///< POST /topics/{topic} is served
-  std::string cors_origin;                               ///< Access-Control-Allow-Origin, if set
+  /// Access-Control-Allow-Origin on every hub answer, if set; then OPTIONS (CORS preflight) is
+  /// served on the topic endpoints too.
+  std::string cors_origin;
   duration sse_retry = std::chrono::seconds(3);          ///< `retry:` sent to SSE clients
   duration heartbeat = std::chrono::seconds(15);         ///< SSE comment interval (0: none)
   std::size_t send_buffer = 1024 * 1024;                 ///< SSE backlog cap per connection, bytes
@@ -92,6 +97,12 @@ struct HubEntry {
   std::uint64_t end_bytes = 0;    ///< ... and up to and including it
   /// The server-sent event for this entry (encoded once, then shared).
   const std::string& sse_frame(bool envelope) const;
+  /// The WebSocket text message for this entry ({"type":"message","position":..,...}, see
+  /// patchbay/http/websocket.hpp), encoded once, then shared.
+  const std::string& ws_frame() const;
+  /// The message object of long and short poll answers, {"position":..,<envelope members>}
+  /// (see hub_poll.cpp; encoded once, then shared).
+  const std::string& poll_object() const;
 
  private:
   friend class Hub;
@@ -126,6 +137,13 @@ class Hub : public std::enable_shared_from_this<Hub> {
   /// otherwise nullptr for an unknown topic.
   std::unique_ptr<Cursor> open(std::string_view topic, const Position& from, UnknownPosition unknown, bool create);
 
+  /// What a cursor opened at `from` would read first — up to `max` entries, a gap first where
+  /// one applies — and, in `next`, where it would then stand (as Cursor::next_position()),
+  /// without making a cursor: for requests that read once (short polls, long polls that need
+  /// not wait). std::nullopt for an unknown topic (created when `create` is true).
+  std::optional<HubBatch> peek(std::string_view topic, const Position& from, UnknownPosition unknown, bool create,
+                               std::size_t max, std::string& next);
+
   /// A local subscription (Features: ordered, replay, gap_signal, headers; deliveries need no
   /// ack). Creates the topic.
   Stream<Delivery> subscribe(std::string_view topic, const Position& from);
@@ -138,6 +156,9 @@ class Hub : public std::enable_shared_from_this<Hub> {
   /// for bridged topics, whose ring is fed from the backbone. The answer is then 202 with the
   /// message id (the position is assigned when the message comes back through the bridge).
   void set_upstream(std::string_view topic, std::function<awaitable<void>(Message)> publish);
+  /// What set_upstream() registered for `topic` (empty when the topic is not bridged): for
+  /// endpoints other than POST that publish (WebSocket).
+  std::function<awaitable<void>(Message)> upstream(std::string_view topic) const;
   std::vector<std::string> topics() const;
 
   /// Adds the hub's routes to `server`.
@@ -157,6 +178,12 @@ class Hub : public std::enable_shared_from_this<Hub> {
 
   /// Open SSE connections, for tests and metrics.
   std::size_t sse_connections() const noexcept;
+
+  /// Long polls being held (waiting for data or their wait to end), for tests and metrics.
+  std::size_t held_polls() const noexcept;
+  /// Counts a long poll in held_polls() (+1 when it starts waiting, -1 when it ends); used by
+  /// the long-poll endpoint (hub_poll.cpp).
+  void count_held_poll(int delta) noexcept;
 
   struct Impl;  ///< implementation detail (hub.cpp)
 
@@ -190,8 +217,16 @@ class Hub::Cursor {
 
   /// The position of the last entry read (empty before the first).
   const std::string& position() const noexcept;
+  /// Where the cursor stands, as a position to resume after: the last entry read, or — before
+  /// the first read — the message before the next one it would read ("<epoch>:0" when it
+  /// starts at the topic's first message). Opening a cursor after it reads exactly what this
+  /// cursor would read next (long and short polls answer it as `next`).
+  std::string next_position() const;
   const std::string& topic() const noexcept;
   void close() noexcept;
+  /// Makes a pending (or the next) wait() return without closing the cursor (from any
+  /// thread): for a connection that also has other work for its writer (WebSocket replies).
+  void wake() noexcept;
 
   struct State;  ///< implementation detail (hub.cpp)
 

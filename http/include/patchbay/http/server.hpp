@@ -13,7 +13,7 @@
 //   request_timeout 30 s    reading the body, running the handler and writing the answer;
 //                           a handler still running then gets 503 and the connection closes
 //   send_timeout    30 s    one write of a streaming response (a client that stopped reading)
-//   max_connections 10000   beyond it new connections get 503 and are closed
+//   max_connections 10000   beyond it new connections get 503 (Retry-After: 1) and are closed
 //
 // A request carrying both Transfer-Encoding and Content-Length (in either order), or any other
 // header the parser rejects, gets 400 and the connection is closed: no request smuggling. An
@@ -101,7 +101,7 @@ class Exchange {
   const asio::ip::tcp::endpoint& remote() const noexcept { return remote_; }
 
   /// Sets the answer; it is written when the handler returns (keep-alive as the request
-  /// asked). A handler that returns without answering gets 500 written for it.
+  /// asked, unless the answer carries `Connection: close`). A handler that returns without answering gets 500 written for it.
   void respond(Response response) {
     response_ = std::move(response);
     responded_ = true;
@@ -124,6 +124,19 @@ class Exchange {
   /// Closes the connection now (from any thread): a pending write fails.
   virtual void close() noexcept = 0;
 
+  /// Takes the connection over for another protocol (a WebSocket upgrade, on a route
+  /// registered with streaming = true): returns the connection's socket, which the handler
+  /// uses until it returns; the server writes nothing more and closes the connection then. The
+  /// connection still counts in max_connections, and stop() cancels the handler like a
+  /// streaming one (the handler must end every operation on the socket before it returns).
+  /// `early` receives bytes the client sent after the request (normally none: a WebSocket
+  /// client waits for the 101 answer). nullptr on a TLS listener (not supported) or once an
+  /// answer was started.
+  virtual asio::ip::tcp::socket* take_over(std::string& early) {
+    (void)early;
+    return nullptr;
+  }
+
   bool responded() const noexcept { return responded_; }
   /// The answer being built: empty (200, no fields) until the handler fills it. A handler may
   /// build it in place and then call respond() without arguments (saves a move of the whole
@@ -144,9 +157,14 @@ class Exchange {
 using Handler = std::function<awaitable<void>(Exchange&)>;
 
 struct RouteOptions {
-  /// The handler streams its answer (SSE, long polls): no request_timeout applies, and the
+  /// The handler streams its answer (SSE, WebSocket): no request_timeout applies, and the
   /// handler is cancelled at stop().
   bool streaming = false;
+  /// The handler may wait long before it answers with respond() (long polls): no
+  /// request_timeout applies, and at stop() it is not cancelled at once but, like a request
+  /// being handled, has until shutdown_timeout to answer (the hub answers its held polls when
+  /// it stops). The connection stays open for the next request.
+  bool held = false;
   RouteOptions() {}
 };
 

@@ -1,0 +1,48 @@
+// The conformance suite against the `websocket` transport: each instance is one runtime with a
+// hub (`type: http`, listening on loopback) and a `websocket` transport that subscribes and
+// publishes over WebSocket connections to it. Both are loaded as modules through config
+// `plugins:`; every message crosses real sockets twice.
+#include <patchbay/conformance/suite.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <gtest/gtest.h>
+
+namespace {
+
+/// A port that was free a moment ago (the kernel hands out ephemeral ports in sequence, so it
+/// is not reused right away).
+unsigned free_port() {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  patchbay::conformance::Harness h;
+  h.name = "websocket";
+  h.history_limit = 16384;  // the ring holds a whole bulk scenario: the hub is lossless within its history
+  h.make = [] {
+    const auto port = std::to_string(free_port());
+    return patchbay::conformance::from_config(std::string("plugins: [") + PATCHBAY_HTTP_MODULE + ", " +
+                                              PATCHBAY_WEBSOCKET_MODULE + "]\n" + R"(
+default_transport: feed
+transports:
+  hub:
+    type: http
+    listen: 127.0.0.1:)" + port + R"(
+    history: 16384
+    open_topics: true
+    websocket: { max_message: 16777216, send_buffer: 67108864 }  # the binary scenario publishes 4 MiB
+  feed:
+    type: websocket
+    url: ws://127.0.0.1:)" + port + R"(
+    reconnect_delay: 100ms
+)");
+  };
+  patchbay::conformance::register_suite(h);
+  return RUN_ALL_TESTS();
+}
