@@ -3,8 +3,8 @@
 // A Hub keeps, per topic, a bounded ring of the latest messages (`history`, default 1024),
 // each at a position "<epoch>:<seq>": the sequence grows by one per message and the epoch is
 // drawn when the topic is created, so a position from an earlier run of the hub is recognised
-// as foreign. Every browser-facing pattern reads the same rings through Cursors: server-sent
-// events here, long and short polling and WebSocket later. A message is encoded for the wire
+// as foreign. Every browser-facing pattern reads the same rings: server-sent events, long and
+// short polling and WebSocket. A message is encoded for the wire
 // once (per format) and the encoded frame is shared by every connection that sends it.
 //
 // Mounted on a Server, a hub serves
@@ -18,9 +18,16 @@
 //                                 from now, after a gap event); without an id, ?from=earliest
 //                                 starts from the oldest message held. ?envelope=1 selects the
 //                                 envelope format (headers, message id, binary payloads).
+//   GET  /topics/{topic}/poll     long poll (hub_poll.cpp, docs/polling.md): ?after=&wait=&limit=;
+//                                 answers at once with what follows `after`, or holds until data
+//                                 or `wait` (clamped to poll.max_wait); JSON {"messages":[..],
+//                                 "next":..[,"gap":..]}; held polls are answered when the hub stops
+//   GET  /topics/{topic}/messages short poll: the same answer at once, with ETag / If-None-Match → 304
 //   GET  /topics/{topic}/ws       WebSocket (hub_websocket.cpp, docs/websocket.md): JSON text
 //                                 frames both ways — messages, gaps, publishes and their answers;
 //                                 ?after= / ?from=earliest resume as above; pings, close codes.
+//   OPTIONS on the above          CORS preflight, when cors_origin is set
+// Every endpoint is described in docs/openapi.yaml.
 // Topics exist when declared (`topics`), when used by the application (publish/subscribe
 // through the hub), or — with `open_topics` — when first named over HTTP; any other topic name
 // gets 404.
