@@ -37,6 +37,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <boost/url/encode.hpp>
+#include <boost/url/parse.hpp>
 #include <boost/url/rfc/pchars.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <yaml-cpp/yaml.h>
@@ -582,33 +583,35 @@ absl::StatusOr<std::shared_ptr<Transport>> make_websocket(const TransportContext
   Settings out;
   std::string url;
   PB_TRY(take(s.require_string("url"), url));
-  std::string_view rest;
-  std::string default_port;
-  for (auto [scheme, port] : {std::pair{"ws://", "80"}, std::pair{"http://", "80"}}) {
-    if (url.rfind(scheme, 0) == 0) {
-      rest = std::string_view(url).substr(std::string_view(scheme).size());
-      default_port = port;
-    }
+  const auto parsed = boost::urls::parse_uri(url);
+  if (!parsed) {
+    return config::error_at(s.mark_of("url"), s.context() + ": url is not an absolute URL (" + parsed.error().message() + ")");
   }
-  if (default_port.empty()) {
+  const boost::urls::url_view& u = *parsed;
+  const std::string scheme = u.scheme();
+  if (scheme != "ws" && scheme != "http") {
     return config::error_at(s.mark_of("url"),
                             s.context() + ": url must start with ws:// or http:// (wss:// and https:// are not supported yet)");
   }
-  const auto slash = rest.find('/');
-  std::string_view authority = rest.substr(0, slash);
-  if (slash != std::string_view::npos) out.base_path = std::string(rest.substr(slash));
-  while (!out.base_path.empty() && out.base_path.back() == '/') out.base_path.pop_back();
-  if (!authority.empty() && authority.front() == '[') {
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) return config::error_at(s.mark_of("url"), s.context() + ": malformed url");
-    out.host = std::string(authority.substr(1, close - 1));
-    auto after = authority.substr(close + 1);
-    out.port = after.size() > 1 && after.front() == ':' ? std::string(after.substr(1)) : default_port;
-  } else {
-    const auto colon = authority.rfind(':');
-    out.host = std::string(authority.substr(0, colon));
-    out.port = colon == std::string_view::npos ? default_port : std::string(authority.substr(colon + 1));
+  if (u.has_userinfo() || u.has_query() || u.has_fragment()) {
+    return config::error_at(s.mark_of("url"), s.context() + ": url must have no user info, query or fragment");
   }
+  switch (u.host_type()) {
+    case boost::urls::host_type::ipv4:
+      out.host = u.host_ipv4_address().to_string();
+      break;
+    case boost::urls::host_type::ipv6:
+      out.host = u.host_ipv6_address().to_string();
+      break;
+    case boost::urls::host_type::name:
+      out.host = u.host_name();
+      break;
+    default:
+      return config::error_at(s.mark_of("url"), s.context() + ": url has an unsupported host");
+  }
+  out.port = u.has_port() && !u.port().empty() ? std::string(u.port()) : std::string("80");
+  out.base_path = std::string(u.encoded_path());  // kept encoded: it goes into the request target
+  while (!out.base_path.empty() && out.base_path.back() == '/') out.base_path.pop_back();
   if (out.host.empty()) return config::error_at(s.mark_of("url"), s.context() + ": url has no host");
   PB_TRY(take(s.get_string("ws_path", out.ws_path), out.ws_path));
   if (out.ws_path.empty() || out.ws_path.front() != '/') {

@@ -12,6 +12,7 @@
 #include <patchbay/error.hpp>
 #include <patchbay/http/hub.hpp>
 #include <patchbay/http/server.hpp>
+#include <patchbay/runtime.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
@@ -196,6 +197,35 @@ TEST(WebSocketFault, PublishFailuresNameTheCloseCode) {
     }
     EXPECT_FALSE(stopped.empty()) << "a publish to a stopped hub fails";
   });
+}
+
+// Bad config: each url is refused at start-up with file:line and the reason.
+TEST(WebSocketFault, BadUrlsAreStartUpErrors) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"not a url", "not an absolute URL"},
+      {"wss://127.0.0.1:1", "wss:// and https:// are not supported yet"},
+      {"ftp://127.0.0.1:1", "must start with ws://"},
+      {"ws://user:pw@127.0.0.1:1", "no user info"},
+      {"ws://127.0.0.1:1/?x=1", "no user info, query or fragment"},
+      {"ws://[::1", "not an absolute URL"},
+  };
+  for (const auto& [url, reason] : cases) {
+    RuntimeOptions options;
+    options.handle_signals = false;
+    options.config_text = std::string("plugins: [") + PATCHBAY_WEBSOCKET_MODULE + "]\n" +
+                          "default_transport: ws\ntransports:\n  ws:\n    type: websocket\n    url: \"" + url + "\"\n";
+    auto rt = Runtime::create(std::move(options));
+    ASSERT_FALSE(rt.ok()) << url;
+    EXPECT_NE(rt.status().message().find("<string>:6:"), std::string_view::npos) << url << ": " << rt.status();
+    EXPECT_NE(rt.status().message().find(reason), std::string_view::npos) << url << ": " << rt.status();
+  }
+  // A bracketed IPv6 host, a path prefix and the default port are accepted.
+  RuntimeOptions options;
+  options.handle_signals = false;
+  options.config_text = std::string("plugins: [") + PATCHBAY_WEBSOCKET_MODULE + "]\n" +
+                        "default_transport: ws\ntransports:\n  ws:\n    type: websocket\n    url: \"ws://[::1]/prefix/\"\n";
+  auto rt = Runtime::create(std::move(options));
+  EXPECT_TRUE(rt.ok()) << rt.status();
 }
 
 }  // namespace
