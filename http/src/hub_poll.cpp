@@ -37,6 +37,7 @@
 #include <boost/asio/strand.hpp>
 
 #include <charconv>
+#include <cstring>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -71,45 +72,145 @@ std::optional<std::string> check_position(std::string_view p) {
   if (!all_digits(epoch) || !all_digits(seq)) {
     return std::string("after must be a position \"<epoch>:<seq>\" from an earlier answer");
   }
-  std::uint64_t v = 0;
   for (auto part : {epoch, seq}) {
-    auto r = std::from_chars(part.data(), part.data() + part.size(), v);
-    if (r.ec != std::errc() || r.ptr != part.data() + part.size()) return std::string("after is out of range");
+    // Above 2^64 - 1 (leading zeros allowed, as std::from_chars reads them)?
+    while (part.size() > 1 && part.front() == '0') part.remove_prefix(1);
+    if (part.size() > 20 || (part.size() == 20 && part > "18446744073709551615")) {
+      return std::string("after is out of range");
+    }
   }
   return std::nullopt;
 }
 
+/// Characters an origin-form target may hold unescaped (RFC 3986, as Boost.URL's
+/// origin_form_rule reads them): in the path pchar and '/', in the query also '?'.
+struct TargetChars {
+  bool path[256] = {};
+  bool query[256] = {};
+  constexpr TargetChars() {
+    constexpr std::string_view pchar_and_slash =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/";
+    for (char c : pchar_and_slash) path[static_cast<unsigned char>(c)] = query[static_cast<unsigned char>(c)] = true;
+    query[static_cast<unsigned char>('?')] = true;
+  }
+};
+constexpr TargetChars target_chars;
+
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/// Whether `target` is a well-formed origin-form target ("/path[?query]": the characters
+/// above, every '%' followed by two hex digits); `query` receives what follows the '?' (empty
+/// without one). What fails here is read by Boost.URL instead, which refuses it the same way.
+bool split_origin_form(std::string_view target, std::string_view& query) noexcept {
+  if (target.empty() || target.front() != '/') return false;
+  const bool* allowed = target_chars.path;
+  std::size_t question = std::string_view::npos;
+  for (std::size_t i = 0; i < target.size(); ++i) {
+    const char c = target[i];
+    if (c == '%') {
+      if (i + 2 >= target.size() || hex_value(target[i + 1]) < 0 || hex_value(target[i + 2]) < 0) return false;
+      i += 2;
+    } else if (c == '?' && question == std::string_view::npos) {
+      question = i;
+      allowed = target_chars.query;
+    } else if (!allowed[static_cast<unsigned char>(c)]) {
+      return false;
+    }
+  }
+  query = question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+  return true;
+}
+
+/// `s` percent-decoded, '+' read as a space (as Boost.URL's params() reads a query); `s` was
+/// checked by split_origin_form. A view of `s` itself when there is nothing to decode,
+/// otherwise of `storage`.
+std::string_view decode_param(std::string_view s, std::string& storage) {
+  bool plain = true;
+  for (char c : s) plain &= c != '%' && c != '+';
+  if (plain) return s;
+  storage.clear();
+  storage.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%') {
+      storage += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+      i += 2;
+    } else {
+      storage += s[i] == '+' ? ' ' : s[i];
+    }
+  }
+  return storage;
+}
+
 /// The query parameters a poll reads (the first of each name), decoded, in one pass over the
-/// target (Exchange::query() parses it again per name).
+/// target (Exchange::query() parses it again per name). The views point into the request's
+/// target or into `storage`: a RawQuery is filled in place and never copied.
 struct RawQuery {
-  std::optional<std::string> after, from, limit, wait;
+  std::optional<std::string_view> after, from, limit, wait;
+  std::string storage[5];  // decoded values (after, from, limit, wait) and a decoded key
+  RawQuery() = default;
+  RawQuery(const RawQuery&) = delete;
+  RawQuery& operator=(const RawQuery&) = delete;
 };
 
-RawQuery read_query(const Exchange& ex) {
-  RawQuery r;
-  const auto target = ex.request().target();
-  auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
-  if (!url) return r;
+/// Reads the query of an origin-form target that split_origin_form() refused, with Boost.URL
+/// (which then usually refuses it too: no parameters).
+void read_query_slow(std::string_view target, RawQuery& r) {
+  auto url = boost::urls::parse_origin_form(target);
+  if (!url) return;
+  std::size_t index = 0;
   for (auto param : url->params()) {
-    std::optional<std::string>* slot = param.key == "after" ? &r.after
-                                       : param.key == "from"  ? &r.from
-                                       : param.key == "limit" ? &r.limit
-                                       : param.key == "wait"  ? &r.wait
-                                                              : nullptr;
-    if (slot && !*slot) *slot = param.has_value ? std::string(param.value) : std::string();
+    std::optional<std::string_view>* slot = param.key == "after" ? &r.after
+                                            : param.key == "from"  ? &r.from
+                                            : param.key == "limit" ? &r.limit
+                                            : param.key == "wait"  ? &r.wait
+                                                                   : nullptr;
+    if (slot && !*slot) {
+      auto& stored = r.storage[index++];
+      stored = param.has_value ? std::string(param.value) : std::string();
+      *slot = stored;
+    }
   }
-  return r;
+}
+
+void read_query(const Exchange& ex, RawQuery& r) {
+  const auto t = ex.request().target();
+  const std::string_view target(t.data(), t.size());
+  std::string_view query;
+  if (!split_origin_form(target, query)) return read_query_slow(target, r);
+  if (query.empty()) return;  // no parameters, or one with an empty name
+  for (;;) {
+    const auto amp = query.find('&');
+    const auto param = query.substr(0, amp);
+    const auto eq = param.find('=');
+    const auto key = decode_param(param.substr(0, eq), r.storage[4]);
+    const int index = key == "after" ? 0 : key == "from" ? 1 : key == "limit" ? 2 : key == "wait" ? 3 : -1;
+    if (index >= 0) {
+      std::optional<std::string_view>& slot = index == 0 ? r.after : index == 1 ? r.from : index == 2 ? r.limit : r.wait;
+      if (!slot) {
+        slot = eq == std::string_view::npos ? std::string_view()
+                                            : decode_param(param.substr(eq + 1), r.storage[index]);
+      }
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
 }
 
 /// Parses the query; the text of a 400 answer on error.
 std::optional<std::string> parse_query(const Exchange& ex, const PollOptions& options, bool hold, PollQuery& q) {
-  const RawQuery raw = read_query(ex);
+  RawQuery raw;
+  read_query(ex, raw);
   const auto& after = raw.after;
   const auto& from = raw.from;
   if (from && *from != "earliest" && *from != "latest") return std::string("from must be \"earliest\" or \"latest\"");
   if (after) {
     if (auto bad = check_position(*after)) return bad;
-    q.from = Position::after(*after);
+    q.from = Position::after(std::string(*after));
   } else {
     q.from = from && *from == "earliest" ? Position::earliest() : Position::latest();
   }
@@ -178,56 +279,59 @@ bool if_none_match(std::string_view header, std::string_view etag) {
   return false;
 }
 
-/// The JSON answer for `batch`, read by a cursor now standing at `next`.
-std::string encode_answer(const HubBatch& batch, const std::string& next) {
-  std::size_t size = 64 + next.size();
+/// Appends the JSON answer for `batch`, read by a cursor now standing at `next`, to `body`.
+void encode_answer(const HubBatch& batch, std::string_view next, std::string& body) {
+  static constexpr std::string_view head = "{\"messages\":[", mid = "],\"next\":\"", tail = "\"}\n";
+  std::size_t size = head.size() + mid.size() + next.size() + tail.size();
   for (const auto& e : batch.entries) size += e->poll_object().size() + 1;
-  std::string body;
-  body.reserve(size + (batch.gap ? 256 : 0));
-  body += "{\"messages\":[";
+  body.reserve(body.size() + size + (batch.gap ? 256 : 0));
+  body += head;
   bool first = true;
   for (const auto& e : batch.entries) {
     if (!first) body += ',';
     first = false;
     body += e->poll_object();
   }
-  body += "],\"next\":\"";
+  body += mid;
   body += next;  // digits and a colon
-  body += '"';
   if (batch.gap) {
-    body += ",\"gap\":";
+    body += "\",\"gap\":";
     body += sse::encode_gap_json(*batch.gap);
+    body += "}\n";
+  } else {
+    body += tail;
   }
-  body += "}\n";
-  return body;
 }
 
-/// Writes the answer for `batch`, read by a cursor now standing at `next`. `hub` is null once
-/// the hub is gone; `stopping`: the hub stopped while the poll was held.
-void answer(Exchange& ex, const Hub* hub, bool hold, const HubBatch& batch, const std::string& next, bool stopping) {
-  Response& res = ex.response();
-  res.set(bhttp::field::cache_control, "no-cache");
+/// Writes the answer for `batch`, read by a cursor now standing at `next`, into the exchange's
+/// response (built in place). `hub` is null once the hub is gone; `stopping`: the hub stopped
+/// while the poll was held.
+void answer(Exchange& ex, const Hub* hub, bool hold, const HubBatch& batch, std::string_view next, bool stopping) {
+  Response& res = ex.response();  // fresh: insert() rather than set(), which looks for the field first
+  res.insert(bhttp::field::cache_control, "no-cache");
   if (hub) add_cors(hub->options(), res.base(), !hold);
   if (stopping) res.keep_alive(false);  // the hub is stopping: the client should go elsewhere
   if (!hold) {
-    std::string etag;
-    etag.reserve(next.size() + 2);
-    etag += '"';
-    etag += next;
-    etag += '"';
-    const auto inm = ex.request()[bhttp::field::if_none_match];
-    const bool unchanged = batch.entries.empty() && !batch.gap &&
-                           if_none_match(std::string_view(inm.data(), inm.size()), etag);
-    res.set(bhttp::field::etag, std::move(etag));
-    if (unchanged) {
-      res.result(bhttp::status::not_modified);
-      ex.respond();
-      return;
+    // "\"<next>\"": a position is two 64-bit decimals and a colon (41 characters at most).
+    char buf[64];
+    const std::size_t n = std::min(next.size(), sizeof buf - 2);
+    buf[0] = '"';
+    std::memcpy(buf + 1, next.data(), n);
+    buf[n + 1] = '"';
+    const std::string_view etag(buf, n + 2);
+    res.insert(bhttp::field::etag, etag);
+    if (batch.entries.empty() && !batch.gap) {
+      const auto inm = ex.request()[bhttp::field::if_none_match];
+      if (!inm.empty() && if_none_match(std::string_view(inm.data(), inm.size()), etag)) {
+        res.result(bhttp::status::not_modified);
+        ex.respond();
+        return;
+      }
     }
   }
   res.result(bhttp::status::ok);
-  res.set(bhttp::field::content_type, "application/json");
-  res.body() = encode_answer(batch, next);
+  res.insert(bhttp::field::content_type, "application/json");
+  encode_answer(batch, next, res.body());
   ex.respond();
 }
 
@@ -364,7 +468,7 @@ void PollDeadlines::expire(boost::system::error_code ec) {
 /// Validates the request and reads what follows its position; answers at once (returns null)
 /// unless a long poll has to wait, in which case the returned poll is armed (its timer closes
 /// the cursor when the wait ends).
-std::shared_ptr<HeldPoll> start_poll(const std::weak_ptr<Hub>& weak, Exchange& ex, bool hold, const executor& exec) {
+std::shared_ptr<HeldPoll> start_poll(const std::weak_ptr<Hub>& weak, Exchange& ex, bool hold, const executor* exec) {
   std::shared_ptr<Hub> hub = weak.lock();
   if (!hub || hub->stopped()) {
     answer_text(ex, hub ? &hub->options() : nullptr, bhttp::status::service_unavailable, "the hub is stopping\n");
@@ -397,22 +501,28 @@ std::shared_ptr<HeldPoll> start_poll(const std::weak_ptr<Hub>& weak, Exchange& e
     return nullptr;
   }
   auto held = std::make_shared<HeldPoll>(std::move(cursor), hub, q.limit);
-  auto& ctx = asio::query(exec, asio::execution::context);
-  asio::use_service<PollDeadlines>(ctx).add(held, clock::now() + q.wait, exec);
+  auto& ctx = asio::query(*exec, asio::execution::context);
+  asio::use_service<PollDeadlines>(ctx).add(held, clock::now() + q.wait, *exec);
   ex.request() = Request();  // a held poll keeps nothing of its request (the server kept its version)
   return held;
 }
 
-/// Serves one long poll (`hold`) or short poll. Only what a held poll needs lives in this
-/// frame.
-awaitable<void> serve_poll(std::weak_ptr<Hub> weak, Exchange& ex, bool hold) {
+/// Serves one long poll. Only what a held poll needs lives in this frame.
+awaitable<void> serve_long_poll(std::weak_ptr<Hub> weak, Exchange& ex) {
   const executor exec = co_await asio::this_coro::executor;
-  const std::shared_ptr<HeldPoll> held = start_poll(weak, ex, hold, exec);
+  const std::shared_ptr<HeldPoll> held = start_poll(weak, ex, true, &exec);
   if (!held) co_return;
   for (;;) {
     co_await held->cursor->wait();
     if (held->try_finish(ex)) co_return;
   }
+}
+
+/// Serves one short poll: answered at once, without suspending. `weak` is the route's own
+/// (the server holds the route while its handler runs).
+awaitable<void> serve_short_poll(const std::weak_ptr<Hub>& weak, Exchange& ex) {
+  start_poll(weak, ex, false, nullptr);
+  co_return;
 }
 
 }  // namespace
@@ -422,9 +532,9 @@ void mount_polling(const std::weak_ptr<Hub>& hub, Server& server) {
   held.held = true;  // no request_timeout while held; at Server::stop() answered, not cut
   server.route(
       bhttp::verb::get, "/topics/{topic}/poll",
-      [hub](Exchange& ex) -> awaitable<void> { return serve_poll(hub, ex, true); }, held);
+      [hub](Exchange& ex) -> awaitable<void> { return serve_long_poll(hub, ex); }, held);
   server.route(bhttp::verb::get, "/topics/{topic}/messages",
-               [hub](Exchange& ex) -> awaitable<void> { return serve_poll(hub, ex, false); });
+               [hub](Exchange& ex) -> awaitable<void> { return serve_short_poll(hub, ex); });
 }
 
 }  // namespace patchbay::http

@@ -42,9 +42,15 @@
 #include <boost/url/pct_string_view.hpp>
 #include <boost/url/url_view.hpp>
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
 #include <limits>
 #include <mutex>
 #include <unordered_map>
@@ -317,6 +323,65 @@ bool is_parse_error(const boost::system::error_code& ec) {
          ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message;
 }
 
+/// Writes the status line and header of `res` into `out` (`capacity` bytes) as Beast's
+/// serializer writes them after res.keep_alive(keep_alive) and res.prepare_payload() (the
+/// handler's fields, then Connection where keep-alive needs one, then Content-Length), without
+/// adding fields to `res`. Returns the size of the header (more than `capacity`: nothing
+/// useful was written, call again with that much room), or 0 for what is left to Beast: a
+/// handler that set Connection, Content-Length or Transfer-Encoding itself, or a body on a
+/// status that has none.
+std::size_t serialize_head(const Response& res, unsigned version, bool keep_alive, char* out, std::size_t capacity) {
+  const unsigned code = res.result_int();
+  const std::size_t body = res.body().size();
+  // 1xx, 204 and 304 carry no body and, as Beast's prepare_payload() leaves them, no
+  // Content-Length (RFC 9110 8.6: a 304's would have to be the 200's length).
+  const bool bodiless = code / 100 == 1 || code == 204 || code == 304;
+  if (body > 0 && bodiless) return 0;
+  std::size_t size = 0;
+  const auto put = [&](const char* data, std::size_t n) {
+    if (n != 0 && size + n <= capacity) std::memcpy(out + size, data, n);
+    size += n;
+  };
+  char line[13] = {'H', 'T', 'T', 'P', '/', static_cast<char>('0' + version / 10), '.',
+                   static_cast<char>('0' + version % 10), ' ', static_cast<char>('0' + code / 100),
+                   static_cast<char>('0' + (code / 10) % 10), static_cast<char>('0' + code % 10), ' '};
+  put(line, sizeof line);
+  const auto reason = res.reason();
+  put(reason.data(), reason.size());
+  put("\r\n", 2);
+  for (const auto& f : res) {
+    const auto name = f.name();
+    if (name == bhttp::field::connection || name == bhttp::field::content_length ||
+        name == bhttp::field::transfer_encoding) {
+      return 0;
+    }
+    const auto n = f.name_string();
+    const auto v = f.value();
+    if (v.data() == n.data() + n.size() + 2 && v.data()[v.size()] == '\r') {
+      put(n.data(), n.size() + 2 + v.size() + 2);  // Beast keeps the line "name: value\r\n" in one piece
+    } else {
+      put(n.data(), n.size());
+      put(": ", 2);
+      put(v.data(), v.size());
+      put("\r\n", 2);
+    }
+  }
+  if (version < 11) {
+    if (keep_alive) put("Connection: keep-alive\r\n", 24);
+  } else if (!keep_alive) {
+    put("Connection: close\r\n", 19);
+  }
+  if (bodiless) {
+    put("\r\n", 2);
+    return size;
+  }
+  char length[48] = "Content-Length: ";
+  char* end = std::to_chars(length + 16, length + sizeof length - 4, body).ptr;
+  std::memcpy(end, "\r\n\r\n", 4);
+  put(length, static_cast<std::size_t>(end + 4 - length));
+  return size;
+}
+
 tcp::socket& lowest(tcp::socket& s) { return s; }
 tcp::socket& lowest(asio::ssl::stream<tcp::socket>& s) { return s.next_layer(); }
 
@@ -335,8 +400,11 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
     // serve() is the connection's only coroutine (an idle stream keeps its frame); the
     // completion handler closes the connection however serve() ended (an exception means a
     // cancelled or failed connection: nothing to answer any more).
+    // A connection handed over (hand_over()) is closed by its handle instead.
     asio::co_spawn(lowest(stream_).get_executor(), serve(),
-                   asio::bind_cancellation_slot(signal_.slot(), [self](std::exception_ptr) { self->finish(); }));
+                   asio::bind_cancellation_slot(signal_.slot(), [self](std::exception_ptr) {
+                     if (!self->handed_over_) self->finish();
+                   }));
   }
 
   void cancel(Cancel why) noexcept override {
@@ -344,6 +412,11 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
     asio::post(lowest(stream_).get_executor(), [self, why] {
       // The session may have moved on to a new phase since the watchdog looked.
       if (why == Cancel::deadline && self->deadline.load() >= to_ticks(clock::now())) return;
+      if (self->handed_over_) {
+        // No coroutine of ours runs any more: the owner ends the connection.
+        if (auto owner = self->owner_.lock()) owner->server_stopping();
+        return;
+      }
       if (self->why_ == Cancel::none) self->why_ = why;
       self->signal_.emit(asio::cancellation_type::terminal);
     });
@@ -391,6 +464,19 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
     }
   }
 
+  std::unique_ptr<Upgraded> hand_over(std::string& early, std::weak_ptr<UpgradeOwner> owner) override {
+    if constexpr (std::is_same_v<Stream, tcp::socket>) {
+      if (!take_over(early)) return nullptr;
+      handed_over_ = true;
+      owner_ = std::move(owner);
+      return std::make_unique<Handle>(this->shared_from_this());
+    } else {
+      (void)early;
+      (void)owner;
+      return nullptr;
+    }
+  }
+
  private:
   const ServerLimits& limits() const noexcept { return server_->options.limits; }
 
@@ -415,12 +501,70 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
     co_await bhttp::async_write(stream_, res, tuple_awaitable);
   }
 
+  /// The handle of a handed-over connection: closes it when destroyed.
+  struct Handle final : Upgraded {
+    explicit Handle(std::shared_ptr<Session> s) : session(std::move(s)) {}
+    ~Handle() override {
+      session->owner_.reset();
+      session->finish();
+    }
+    tcp::socket& socket() noexcept override { return lowest(session->stream_); }
+    std::shared_ptr<Session> session;
+  };
+
   void finish() noexcept {
     enter(Phase::closing, no_deadline);
     boost::system::error_code ec;
     lowest(stream_).shutdown(tcp::socket::shutdown_send, ec);
     lowest(stream_).close(ec);
     server_->remove(this);
+  }
+
+  static constexpr std::size_t beast_writes = SIZE_MAX, send_failed = SIZE_MAX - 1;
+
+  /// Serializes response_ (serialize_head()) and sends it with one non-blocking system call
+  /// on a plain TCP socket. Returns how much of the answer the socket did not take (all of it
+  /// when it would block, and always on TLS), `beast_writes` when serialize_head() leaves the
+  /// answer to Beast (nothing was sent), `send_failed` when the connection failed.
+  std::size_t send_now(unsigned version, bool again) {
+    char stack[1024];
+    std::string heap;
+    char* head = stack;
+    const std::size_t size = serialize_head(response_, version, again, stack, sizeof stack);
+    if (size == 0) return beast_writes;
+    if (size > sizeof stack) {
+      heap.resize(size);
+      head = heap.data();
+      serialize_head(response_, version, again, head, size);
+    }
+    const std::string& body = response_.body();
+    std::size_t sent = 0;
+    if constexpr (std::is_same_v<Stream, tcp::socket>) {
+      iovec iov[2] = {{head, size}, {const_cast<char*>(body.data()), body.size()}};
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = body.empty() ? 1 : 2;
+      const auto n = ::sendmsg(stream_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n >= 0) {
+        sent = static_cast<std::size_t>(n);
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        return send_failed;
+      }
+    }
+    return size + body.size() - sent;
+  }
+
+  /// Writes the last `left` bytes of the answer send_now() started (the header is serialized
+  /// again, as send_now() did); false when the connection failed.
+  awaitable<bool> write_rest(unsigned version, bool again, std::size_t left) {
+    std::string head(serialize_head(response_, version, again, nullptr, 0), '\0');
+    serialize_head(response_, version, again, head.data(), head.size());
+    const std::size_t sent = head.size() + response_.body().size() - left;
+    std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(response_.body())};
+    out[0] += sent;
+    out[1] += sent > head.size() ? sent - head.size() : 0;
+    auto [ec, n] = co_await asio::async_write(stream_, out, tuple_awaitable);
+    co_return !ec;
   }
 
   awaitable<void> serve() {
@@ -449,6 +593,8 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
 
       auto table = server_->snapshot();
       Match match;
+      match.params.swap(params_);  // the last request's storage, reused
+      match.params.clear();
       auto target = request_.target();
       if (!match_route(*table, request_.method(), std::string_view(target.data(), target.size()), match)) {
         co_await fail(bhttp::status::bad_request, "malformed request target", version);
@@ -491,6 +637,13 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
         } catch (const std::exception& e) {
           error = e.what();
         }
+        if (handed_over_) {
+          // The connection lives on without this coroutine and without the request.
+          request_ = Request();
+          response_ = Response();
+          std::vector<std::pair<std::string, std::string>>().swap(params_);
+          co_return;
+        }
         if (head_written_) co_return;  // a streaming answer ends with the connection
         if (timed_out) {
           server_->timeouts.fetch_add(1, std::memory_order_relaxed);
@@ -511,6 +664,17 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
       const bool handler_closes = !connection.empty() && bhttp::token_list(connection).exists("close");
       const bool again = keep_alive && !handler_closes && !server_->stopping.load();
       response_.version(version);
+      // Sent at once when the socket takes it all (the common case: no write operation to wait
+      // for), otherwise the rest asynchronously; what serialize_head() leaves to Beast below.
+      if (const std::size_t left = send_now(version, again); left != beast_writes) {
+        if (left == send_failed) co_return;
+        if (left > 0) {
+          const bool ok = co_await write_rest(version, again, left);
+          if (!ok) co_return;
+        }
+        if (!again) co_return;
+        continue;
+      }
       response_.keep_alive(again);
       response_.prepare_payload();
       auto [ec, n] = co_await bhttp::async_write(stream_, response_, tuple_awaitable);
@@ -610,6 +774,8 @@ class Session final : public SessionBase, public Exchange, public std::enable_sh
   Cancel why_ = Cancel::none;
   beast::flat_buffer buffer_;
   bool head_written_ = false;
+  bool handed_over_ = false;
+  std::weak_ptr<UpgradeOwner> owner_;  // of a handed-over connection
 };
 
 }  // namespace

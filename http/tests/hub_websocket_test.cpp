@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -513,6 +514,282 @@ TEST_F(HubWebSocket, ManyClientsAtOnceAreServedOrRefusedWith503) {
   auto f = c->next();
   ASSERT_TRUE(f);
   EXPECT_EQ(f->message->payload.str(), "after");
+}
+
+// --- the framing, with a raw client that writes the frames itself --------------------------
+
+/// A WebSocket client over a plain socket: frames are written byte by byte as given (masked
+/// or not, any opcode, fragmented), and read back raw.
+struct RawWs {
+  explicit RawWs(asio::io_context& io) : s(io) {}
+  tcp::socket s;
+  std::string in;  // bytes read and not yet consumed
+
+  struct Frame {
+    std::uint8_t op = 0;
+    bool fin = false;
+    std::string payload;
+  };
+
+  /// A frame: `b0` is FIN/RSV/opcode as sent; masked with a fixed key unless `masked` is false.
+  void send_frame(std::uint8_t b0, std::string_view payload, bool masked = true) {
+    std::string f;
+    f += static_cast<char>(b0);
+    const std::uint8_t m = masked ? 0x80 : 0;
+    if (payload.size() < 126) {
+      f += static_cast<char>(m | payload.size());
+    } else if (payload.size() < 65536) {
+      f += static_cast<char>(m | 126);
+      f += static_cast<char>(payload.size() >> 8);
+      f += static_cast<char>(payload.size() & 0xFF);
+    } else {
+      f += static_cast<char>(m | 127);
+      for (int i = 7; i >= 0; --i) f += static_cast<char>((static_cast<std::uint64_t>(payload.size()) >> (8 * i)) & 0xFF);
+    }
+    const char key[4] = {0x12, 0x34, 0x56, 0x78};
+    if (masked) f.append(key, 4);
+    for (std::size_t i = 0; i < payload.size(); ++i) f += masked ? static_cast<char>(payload[i] ^ key[i % 4]) : payload[i];
+    boost::system::error_code ec;
+    asio::write(s, asio::buffer(f), ec);  // the server may have closed already
+  }
+  void text(std::string_view payload) { send_frame(0x81, payload); }
+
+  bool fill(std::size_t need) {
+    while (in.size() < need) {
+      char buf[4096];
+      boost::system::error_code ec;
+      auto n = s.read_some(asio::buffer(buf), ec);
+      if (ec) return false;
+      in.append(buf, n);
+    }
+    return true;
+  }
+  /// The next frame from the server; std::nullopt once the connection ended.
+  std::optional<Frame> next() {
+    if (!fill(2)) return std::nullopt;
+    const auto b0 = static_cast<std::uint8_t>(in[0]), b1 = static_cast<std::uint8_t>(in[1]);
+    EXPECT_EQ(b1 & 0x80, 0) << "server frames are not masked";
+    std::size_t at = 2;
+    std::uint64_t len = b1 & 0x7F;
+    if (len == 126) {
+      if (!fill(4)) return std::nullopt;
+      len = (static_cast<std::uint8_t>(in[2]) << 8) | static_cast<std::uint8_t>(in[3]);
+      at = 4;
+    } else if (len == 127) {
+      if (!fill(10)) return std::nullopt;
+      len = 0;
+      for (int i = 0; i < 8; ++i) len = (len << 8) | static_cast<std::uint8_t>(in[2 + i]);
+      at = 10;
+    }
+    if (!fill(at + len)) return std::nullopt;
+    Frame f;
+    f.op = b0 & 0x0F;
+    f.fin = (b0 & 0x80) != 0;
+    f.payload = in.substr(at, len);
+    in.erase(0, at + len);
+    return f;
+  }
+  /// Reads until a close frame: its code (0: the connection ended without one).
+  std::uint16_t close_code() {
+    for (;;) {
+      auto f = next();
+      if (!f) return 0;
+      if (f->op == 0x8) {
+        if (f->payload.size() < 2) return 1005;
+        last_reason = f->payload.substr(2);
+        return static_cast<std::uint16_t>((static_cast<std::uint8_t>(f->payload[0]) << 8) | static_cast<std::uint8_t>(f->payload[1]));
+      }
+    }
+  }
+  /// Whether the server closed the TCP connection (after its close frame).
+  bool ends() {
+    for (;;) {
+      char buf[256];
+      boost::system::error_code ec;
+      s.read_some(asio::buffer(buf), ec);
+      if (ec) return ec == asio::error::eof || ec == asio::error::connection_reset;
+    }
+  }
+  std::string last_reason;
+};
+
+class HubWebSocketFraming : public HubWebSocket {
+ protected:
+  std::unique_ptr<RawWs> raw_open(std::string target = "/topics/t/ws") {
+    auto c = std::make_unique<RawWs>(client_io_);
+    c->s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->port()));
+    set_timeout(c->s);
+    asio::write(c->s, asio::buffer(upgrade_request(target)));
+    boost::system::error_code ec;
+    asio::read_until(c->s, asio::dynamic_buffer(c->in), "\r\n\r\n", ec);
+    const auto end = c->in.find("\r\n\r\n");
+    EXPECT_NE(end, std::string::npos) << c->in;
+    head_ = c->in.substr(0, end + 4);
+    EXPECT_EQ(head_.rfind("HTTP/1.1 101", 0), 0u) << head_;
+    c->in.erase(0, end + 4);
+    return c;
+  }
+  std::string head_;
+};
+
+TEST_F(HubWebSocketFraming, TheHandshakeAnswersTheKey) {
+  start(options());
+  auto c = raw_open();
+  // RFC 6455 1.3's example key and answer.
+  EXPECT_NE(head_.find("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), std::string::npos) << head_;
+  EXPECT_NE(head_.find("X-Patchbay-Position: "), std::string::npos) << head_;
+  EXPECT_EQ(head_.find("Sec-WebSocket-Extensions"), std::string::npos) << "no permessage-deflate";
+  // Another version, no key: clear answers.
+  auto v8 = raw("GET /topics/t/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+  EXPECT_EQ(v8.rfind("HTTP/1.1 426", 0), 0u) << v8;
+  EXPECT_NE(v8.find("Sec-WebSocket-Version: 13"), std::string::npos) << v8;
+  auto nokey = raw("GET /topics/t/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n");
+  EXPECT_EQ(nokey.rfind("HTTP/1.1 400", 0), 0u) << nokey;
+}
+
+TEST_F(HubWebSocketFraming, APingIsAnsweredWithAPongCarryingItsPayload) {
+  start(options());
+  auto c = raw_open();
+  c->send_frame(0x89, "are you there");
+  auto f = c->next();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->op, 0xA);
+  EXPECT_TRUE(f->fin);
+  EXPECT_EQ(f->payload, "are you there");
+  c->send_frame(0x89, "");
+  f = c->next();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->op, 0xA);
+  EXPECT_EQ(f->payload, "");
+  // An unsolicited pong is ignored.
+  c->send_frame(0x8A, "x");
+  hub_->publish("t", Message("still here"));
+  f = c->next();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->op, 0x1);
+  EXPECT_NE(f->payload.find("still here"), std::string::npos) << f->payload;
+}
+
+TEST_F(HubWebSocketFraming, AFragmentedTextMessageIsReassembledAcrossFramesAndPings) {
+  start(options());
+  auto c = raw_open();
+  // "é" (C3 A9) split between two fragments; a ping between fragments is answered at once.
+  const std::string json = "{\"type\":\"publish\",\"id\":\"f1\",\"payload\":\"caf\xC3\xA9 au lait\"}";
+  const auto cut = json.find('\xC3') + 1;
+  c->send_frame(0x01, json.substr(0, 10));           // text, no FIN
+  c->send_frame(0x00, json.substr(10, cut - 10));    // continuation, ends inside "é"
+  c->send_frame(0x89, "mid");                        // a ping between fragments
+  c->send_frame(0x80, json.substr(cut));             // continuation, FIN
+  auto pong = c->next();
+  ASSERT_TRUE(pong);
+  EXPECT_EQ(pong->op, 0xA);
+  EXPECT_EQ(pong->payload, "mid");
+  for (;;) {
+    auto f = c->next();
+    ASSERT_TRUE(f);
+    ASSERT_EQ(f->op, 0x1);
+    auto frame = websocket::decode(f->payload);
+    ASSERT_TRUE(frame);
+    if (frame->type != Type::published) continue;
+    EXPECT_EQ(frame->id, "f1");
+    break;
+  }
+  auto check = hub_->open("t", Position::earliest(), UnknownPosition::from_latest, false);
+  auto batch = check->read(10);
+  ASSERT_EQ(batch.entries.size(), 1u);
+  EXPECT_EQ(batch.entries[0]->message.payload.str(), "caf\xC3\xA9 au lait");
+}
+
+TEST_F(HubWebSocketFraming, FramingErrorsAreClosedWith1002) {
+  start(options());
+  struct Case {
+    std::string name;
+    std::function<void(RawWs&)> send;
+  };
+  std::vector<Case> cases = {
+      {"unmasked client frame", [](RawWs& c) { c.send_frame(0x81, R"({"type":"publish","payload":"x"})", false); }},
+      {"control frame above 125 bytes", [](RawWs& c) { c.send_frame(0x89, std::string(126, 'p')); }},
+      {"fragmented control frame", [](RawWs& c) { c.send_frame(0x09, "p"); }},
+      {"continuation without a message", [](RawWs& c) { c.send_frame(0x80, "x"); }},
+      {"new message inside a fragmented one", [](RawWs& c) {
+         c.send_frame(0x01, "{");
+         c.send_frame(0x81, "{}");
+       }},
+      {"reserved bit", [](RawWs& c) { c.send_frame(0xC1, "{}"); }},
+      {"unknown opcode", [](RawWs& c) { c.send_frame(0x83, "{}"); }},
+      {"close frame of one byte", [](RawWs& c) { c.send_frame(0x88, "x"); }},
+      {"invalid close code", [](RawWs& c) { c.send_frame(0x88, std::string("\x03\xED", 2)); }},  // 1005
+  };
+  for (auto& k : cases) {
+    auto c = raw_open();
+    k.send(*c);
+    EXPECT_EQ(c->close_code(), 1002) << k.name;
+    EXPECT_TRUE(c->ends()) << k.name;
+  }
+  EXPECT_TRUE(eventually([&] { return server_->stats().connections_open == 0; }));
+}
+
+TEST_F(HubWebSocketFraming, InvalidUtf8AcrossFragmentsIsClosedWith1007) {
+  start(options());
+  auto c = raw_open();
+  c->send_frame(0x01, "{\"type\":\"publish\",\"payload\":\"\xE2\x82");  // a valid prefix of a 3-byte sequence
+  c->send_frame(0x80, "x\"}");                                              // ... not continued
+  EXPECT_EQ(c->close_code(), 1007);
+  // The client's close answer completes the handshake: the server closes the connection.
+  c->send_frame(0x88, std::string("\x03\xEF", 2));
+  EXPECT_TRUE(c->ends());
+}
+
+TEST_F(HubWebSocketFraming, MaxMessageCountsEveryFragment) {
+  auto o = options();
+  o.websocket.max_message = 100;
+  start(o);
+  auto c = raw_open();
+  c->send_frame(0x01, std::string(60, ' '));
+  c->send_frame(0x80, std::string(60, ' '));
+  EXPECT_EQ(c->close_code(), 1009);
+  c->send_frame(0x88, std::string("\x03\xF1", 2));
+  EXPECT_TRUE(c->ends());
+  EXPECT_TRUE(hub_->open("t", Position::earliest(), UnknownPosition::from_latest, false)->read(10).entries.empty());
+}
+
+TEST_F(HubWebSocketFraming, TheClientsCloseIsEchoedAndTheConnectionEnds) {
+  start(options());
+  auto c = raw_open();
+  c->send_frame(0x88, std::string("\x03\xE8", 2) + "bye");  // 1000
+  EXPECT_EQ(c->close_code(), 1000);
+  EXPECT_TRUE(c->ends());
+  auto d = raw_open();
+  d->send_frame(0x88, "");  // no code: an empty close back
+  auto f = d->next();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->op, 0x8);
+  EXPECT_EQ(f->payload, "");
+  EXPECT_TRUE(d->ends());
+  EXPECT_TRUE(eventually([&] { return server_->stats().connections_open == 0; }));
+}
+
+TEST_F(HubWebSocketFraming, ManyMessagesGatheredInOneWriteArriveInOrderAndWhole) {
+  auto o = options();
+  o.history = 5000;
+  start(o);
+  // Sizes across the 7-bit, 16-bit and 64-bit length forms, published before the connection
+  // reads them (so that writes gather several and the socket fills up).
+  std::vector<std::size_t> sizes;
+  for (int i = 0; i < 600; ++i) sizes.push_back(i % 3 == 0 ? 10 : i % 3 == 1 ? 300 : 70'000);
+  for (std::size_t i = 0; i < sizes.size(); ++i) hub_->publish("t", Message(std::string(sizes[i], static_cast<char>('a' + i % 26))));
+  auto c = raw_open("/topics/t/ws?from=earliest");
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    auto f = c->next();
+    ASSERT_TRUE(f) << i;
+    ASSERT_EQ(f->op, 0x1);
+    auto frame = websocket::decode(f->payload);
+    ASSERT_TRUE(frame) << i;
+    ASSERT_EQ(frame->message->payload.size(), sizes[i]) << i;
+    ASSERT_EQ(frame->message->payload.str()[0], static_cast<char>('a' + i % 26)) << i;
+  }
 }
 
 }  // namespace

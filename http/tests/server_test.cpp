@@ -189,6 +189,63 @@ TEST_F(ServerFixture, PipelinedRequestsAreAnsweredInOrder) {
   }
 }
 
+// The answer is written with one non-blocking send when the socket takes it all, the rest
+// asynchronously: 8 MiB answers (far more than a socket buffer) pipelined with small ones, over
+// HTTP/1.1 and HTTP/1.0 keep-alive, arrive whole and in order, byte for byte what Beast would
+// have written; 304 carries no Content-Length; a handler's Connection: close ends the connection.
+TEST_F(ServerFixture, LargeAnswersPartialSendsAndHeaderRulesOnTheWire) {
+  std::string big(8u << 20, 'x');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + (i * 7) % 26);
+  start();
+  server_->route(bhttp::verb::get, "/big", [&big](Exchange& ex) -> awaitable<void> {
+    ex.response().body() = big;
+    ex.response().insert(bhttp::field::content_type, "x/y");
+    ex.respond();
+    co_return;
+  });
+  server_->route(bhttp::verb::get, "/not-modified", [](Exchange& ex) -> awaitable<void> {
+    ex.response().result(bhttp::status::not_modified);
+    ex.response().reason("Nope");
+    ex.respond();
+    co_return;
+  });
+  server_->route(bhttp::verb::get, "/closeme", [](Exchange& ex) -> awaitable<void> {
+    Response r{bhttp::status::ok, 11};
+    r.set(bhttp::field::connection, "close");
+    r.body() = "bye\n";
+    ex.respond(std::move(r));
+    co_return;
+  });
+  {
+    auto s = connect();
+    // 8 MiB is more than the socket buffers hold: the first send cannot take an answer whole.
+    send(s,
+         "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+         "GET /big HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /hello HTTP/1.0\r\n\r\n");
+    const std::string expect =
+        "HTTP/1.1 200 OK\r\nContent-Type: x/y\r\nContent-Length: 8388608\r\n\r\n" + big +
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 18\r\n\r\nHello from server!" +
+        "HTTP/1.0 200 OK\r\nContent-Type: x/y\r\nConnection: keep-alive\r\nContent-Length: 8388608\r\n\r\n" + big +
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 18\r\n\r\nHello from server!";
+    const std::string got = read_all(s);  // HTTP/1.0 without keep-alive: the server closes after the last
+    ASSERT_EQ(got.size(), expect.size()) << got.substr(0, 300);
+    EXPECT_TRUE(got == expect) << "the bytes differ";
+  }
+  {
+    auto s = connect();
+    send(s, "GET /not-modified HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(read_all(s),
+              "HTTP/1.1 304 Nope\r\n\r\n"
+              "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 18\r\n\r\n"
+              "Hello from server!");
+  }
+  {
+    auto s = connect();
+    send(s, "GET /closeme HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(read_all(s), "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbye\n");
+  }
+}
+
 TEST_F(ServerFixture, RoutesWithParametersLiteralsAndQueries) {
   start();
   auto s = connect();

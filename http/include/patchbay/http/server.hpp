@@ -83,6 +83,25 @@ struct ServerOptions {
   ServerOptions() {}
 };
 
+/// A connection handed over for good by Exchange::hand_over(): its socket stays open, and the
+/// connection counted in max_connections, until this handle is destroyed, which closes it.
+/// Destroy it on the connection's executor (or once nothing runs any more).
+class Upgraded {
+ public:
+  virtual ~Upgraded() = default;
+  virtual asio::ip::tcp::socket& socket() noexcept = 0;
+};
+
+/// The owner of a handed-over connection, as the server core sees it.
+class UpgradeOwner {
+ public:
+  virtual ~UpgradeOwner() = default;
+  /// The server is stopping: end the connection now (a last write may be attempted, never
+  /// waited for) and destroy the Upgraded handle. Runs on the connection's executor; may be
+  /// called more than once.
+  virtual void server_stopping() noexcept = 0;
+};
+
 /// One request being answered. Lives until the handler returns.
 class Exchange {
  public:
@@ -134,6 +153,18 @@ class Exchange {
   /// answer was started.
   virtual asio::ip::tcp::socket* take_over(std::string& early) {
     (void)early;
+    return nullptr;
+  }
+  /// Like take_over(), but the connection outlives the handler (a WebSocket connection that
+  /// should cost no coroutine and no request state while idle): the handler sets the
+  /// connection up and returns (without suspending after this call); the server core then
+  /// drops its coroutine and the request, and keeps the socket open and counted until the
+  /// returned handle is destroyed. stop() calls owner->server_stopping() on the connection's
+  /// executor. The handler must have read what it needs of request() before it returns.
+  /// nullptr on a TLS listener or once an answer was started.
+  virtual std::unique_ptr<Upgraded> hand_over(std::string& early, std::weak_ptr<UpgradeOwner> owner) {
+    (void)early;
+    (void)owner;
     return nullptr;
   }
 
