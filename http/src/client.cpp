@@ -289,6 +289,46 @@ struct Lookup {
   bool done = false;
 };
 
+// ClientOptions::resolve, waited for like a lookup (abort() ends the wait).
+awaitable<Outcome> resolve_with(std::shared_ptr<Lease> l, const Target& t, const ClientOptions& options,
+                                tcp::resolver::results_type& endpoints) {
+  struct Result {
+    std::vector<tcp::endpoint> endpoints;
+    error_code ec;
+    std::string what;
+    bool done = false;
+  };
+  auto result = std::make_shared<Result>();
+  asio::co_spawn(l->conn->strand, options.resolve(t.host, t.port, t.tls),
+                 [result, l](std::exception_ptr e, std::vector<tcp::endpoint> found) {
+                   if (e) {
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const boost::system::system_error& x) {
+                       result->ec = x.code();
+                       result->what = x.what();
+                     } catch (const std::exception& x) {
+                       result->ec = make_error_code(errc::unavailable);
+                       result->what = x.what();
+                     }
+                   } else if (found.empty()) {
+                     result->ec = asio::error::host_not_found;
+                     result->what = "no address";
+                   }
+                   result->endpoints = std::move(found);
+                   result->done = true;
+                   l->resolve_wait.cancel();
+                 });
+  error_code ignored;
+  l->resolve_wait.expires_at(deadline::max());
+  co_await l->resolve_wait.async_wait(asio::redirect_error(use_awaitable, ignored));
+  if (!result->done) co_return failure(*l, l->aborted, "resolve " + t.host);
+  if (result->ec) co_return failure(*l, result->ec, "resolve " + t.host + ": " + result->what);
+  endpoints = tcp::resolver::results_type::create(result->endpoints.begin(), result->endpoints.end(), t.host,
+                                                  std::to_string(t.port));
+  co_return Outcome();
+}
+
 awaitable<Outcome> resolve(std::shared_ptr<Lease> l, const Target& t, tcp::resolver::results_type& endpoints) {
   if (t.host_is_address) {
     const tcp::endpoint endpoint(asio::ip::make_address(t.host), t.port);
@@ -313,9 +353,14 @@ awaitable<Outcome> resolve(std::shared_ptr<Lease> l, const Target& t, tcp::resol
 }
 
 // Resolves, connects and (for https) completes the TLS handshake, checking the host name.
-awaitable<Outcome> establish(std::shared_ptr<Lease> l, const Target& t, bool verify_peer) {
+awaitable<Outcome> establish(std::shared_ptr<Lease> l, const Target& t, bool verify_peer,
+                             const ClientOptions* options) {
   tcp::resolver::results_type endpoints;
-  Outcome resolved = co_await resolve(l, t, endpoints);
+  Outcome resolved;  // no ternary around co_await (GCC 12 destroys its temporaries twice)
+  if (options && options->resolve)
+    resolved = co_await resolve_with(l, t, *options, endpoints);
+  else
+    resolved = co_await resolve(l, t, endpoints);
   if (resolved.ec) co_return resolved;
   // abort() closes the socket, but cannot stop a connect that has not opened it yet.
   if (l->aborted) co_return failure(*l, l->aborted, "connect");
@@ -364,6 +409,7 @@ struct Plan {
   deadline until;
   bool verify_peer = true;
   bool whole = true;  // read the body too, not only the header
+  const ClientOptions* options = nullptr;  // for ClientOptions::resolve; outlives the attempt
 };
 
 // One attempt, on the connection's strand.
@@ -371,7 +417,7 @@ awaitable<Outcome> attempt(std::shared_ptr<Lease> l, const Target& t, const Requ
   if (l->aborted) co_return failure(*l, l->aborted, "start");
   if (!l->conn->connected) {
     l->arm(plan.connect_until);
-    Outcome established = co_await establish(l, t, plan.verify_peer);
+    Outcome established = co_await establish(l, t, plan.verify_peer, plan.options);
     if (established.ec) co_return established;
     l->conn->connected = true;
   }
@@ -525,6 +571,7 @@ awaitable<std::shared_ptr<Lease>> Client::Impl::perform(std::shared_ptr<Impl> se
     plan.until = until;
     plan.verify_peer = options.tls.verify_peer;
     plan.whole = whole;
+    plan.options = &options;
     const Outcome outcome = co_await on_connection(lease, attempt(lease, t, req, plan));
     if (!outcome.ec) co_return lease;
     const bool retry = idempotent(req.method()) && !outcome.response_started && retries < options.max_retries &&

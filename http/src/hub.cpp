@@ -49,13 +49,25 @@ std::string make_token(std::uint64_t epoch, std::uint64_t seq) {
   return std::string(buf, r.ptr);
 }
 
+/// An unsigned 64-bit decimal, digits only (what std::from_chars accepts whole; read by hand,
+/// as every poll reads a position).
+bool parse_decimal(std::string_view s, std::uint64_t& out) {
+  if (s.empty()) return false;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, static_cast<std::uint64_t>(c - '0'), &v)) {
+      return false;
+    }
+  }
+  out = v;
+  return true;
+}
+
 bool parse_token(std::string_view token, std::uint64_t& epoch, std::uint64_t& seq) {
   auto colon = token.find(':');
   if (colon == std::string_view::npos || colon == 0 || colon + 1 == token.size()) return false;
-  const char* b = token.data();
-  auto r1 = std::from_chars(b, b + colon, epoch);
-  auto r2 = std::from_chars(b + colon + 1, b + token.size(), seq);
-  return r1.ec == std::errc() && r1.ptr == b + colon && r2.ec == std::errc() && r2.ptr == b + token.size();
+  return parse_decimal(token.substr(0, colon), epoch) && parse_decimal(token.substr(colon + 1), seq);
 }
 
 std::uint64_t message_bytes(const Message& m) {
@@ -183,6 +195,8 @@ struct Hub::Impl {
   std::atomic<bool> stopped{false};  // written under mu; read anywhere
   std::atomic<std::size_t> sse_connections{0};
   std::atomic<std::size_t> held_polls{0};
+  // The publish observer (webhook outbox); read on every publish, so no mutex.
+  std::atomic<std::shared_ptr<const PublishObserver>> observer;
 
   std::shared_ptr<TopicState> find(std::string_view name, bool create) {
     std::lock_guard lock(mu);
@@ -248,6 +262,12 @@ awaitable<void> Hub::Impl::tick() {
 
 std::string Hub::publish(std::string_view topic, Message msg) { return impl_->publish(topic, std::move(msg)); }
 
+void Hub::set_publish_observer(PublishObserver observer) {
+  std::shared_ptr<const PublishObserver> p;
+  if (observer) p = std::make_shared<const PublishObserver>(std::move(observer));
+  impl_->observer.store(std::move(p), std::memory_order_release);
+}
+
 std::unique_ptr<Hub::Cursor> Hub::open(std::string_view topic, const Position& from, UnknownPosition unknown,
                                        bool create) {
   return impl_->open(topic, from, unknown, create);
@@ -268,6 +288,14 @@ std::string Hub::Impl::publish(std::string_view topic_name, Message msg) {
     if (topic->closed) throw_error(errc::stopped, "the hub has stopped");
     entry->seq = topic->next_seq++;
     entry->position = make_token(topic->epoch, entry->seq);
+    if (auto observe = observer.load(std::memory_order_acquire)) {
+      try {
+        (*observe)(*entry);
+      } catch (...) {
+        --topic->next_seq;  // not stored: the position is given to the next message
+        throw;
+      }
+    }
     entry->start_bytes = topic->total_bytes;
     topic->total_bytes += size;
     entry->end_bytes = topic->total_bytes;
@@ -648,8 +676,10 @@ awaitable<void> Hub::Impl::serve_publish(Exchange& ex) {
   std::string position;
   try {
     position = publish(topic, std::move(msg));
-  } catch (const boost::system::system_error&) {
-    ex.respond(bhttp::status::service_unavailable, "the hub is stopping\n");
+  } catch (const boost::system::system_error& e) {
+    // Stopped, or the publish observer refused the message (the webhook outbox could not record it).
+    ex.respond(bhttp::status::service_unavailable,
+               stopped ? std::string("the hub is stopping\n") : std::string("the message was not stored: ") + e.what() + "\n");
     co_return;
   }
   Response res{bhttp::status::ok, ex.request().version()};

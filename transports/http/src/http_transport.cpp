@@ -15,7 +15,9 @@
 #include <patchbay/doorbell.hpp>
 #include <patchbay/http/server.hpp>
 #include <patchbay/http/status_error.hpp>
+#include <patchbay/http/ssrf.hpp>
 #include <patchbay/plugin.hpp>
+#include <patchbay/webhook/sender.hpp>
 
 #include <absl/strings/str_cat.h>
 #include <boost/asio/strand.hpp>
@@ -57,6 +59,7 @@ struct Settings {
   std::vector<RouteSpec> routes;
   std::vector<BridgeSpec> bridges;
   std::size_t max_payload = 0;
+  std::optional<patchbay::webhook::SenderOptions> webhooks;  // set with webhooks: (transports/http/webhooks)
 };
 
 /// An error answer from a remote service, keeping its HTTP status.
@@ -130,6 +133,15 @@ class HttpTransport final : public Transport {
   /// For tests and samples: the listener's URL once started.
   std::string url() const { return server_ ? server_->url() : settings_.url; }
 
+  /// webhooks: opens the outbox (a corrupt or locked file is a start-up error naming it).
+  absl::Status init_webhooks() {
+    if (!settings_.webhooks || !hub_) return absl::OkStatus();
+    auto sender = patchbay::webhook::Sender::create(ex_, hub_, *settings_.webhooks);
+    if (!sender.ok()) return sender.status();
+    sender_ = *std::move(sender);
+    return absl::OkStatus();
+  }
+
  protected:
   awaitable<void> do_start() override {
     if (started_.exchange(true)) co_return;
@@ -148,6 +160,13 @@ class HttpTransport final : public Transport {
       if (!server.ok()) throw std::runtime_error(absl::StrCat("http transport '", name_, "': ", server.status().message()));
       server_ = *server;
       hub_->mount(*server_);
+      // Webhooks (transports/http/webhooks): the subscriptions API, and delivery from the outbox.
+      if (sender_) {
+        sender_->mount(*server_);
+        sender_->start();
+      } else {
+        patchbay::webhook::mount_disabled_api(*server_);
+      }
       auto self = std::static_pointer_cast<HttpTransport>(shared_from_this());
       std::weak_ptr<HttpTransport> weak = self;
       // The handlers are plain functions returning answer()'s awaitable: no coroutine frame of
@@ -190,6 +209,7 @@ class HttpTransport final : public Transport {
       for (auto* s : bridge_streams_) s->close();
       for (auto& bell : serving_) bell->ring();
     }
+    if (sender_) co_await sender_->stop();
     if (hub_) hub_->stop();
     if (server_) co_await server_->stop();
     client_.close_idle();
@@ -381,6 +401,7 @@ class HttpTransport final : public Transport {
   std::function<std::shared_ptr<Transport>(std::string_view)> lookup_;
   Client client_;
   std::shared_ptr<Hub> hub_;
+  std::shared_ptr<patchbay::webhook::Sender> sender_;
   std::shared_ptr<Server> server_;
   Services services_;
   std::map<std::string, std::shared_ptr<Transport>, std::less<>> upstream_;  // bridged topics
@@ -435,6 +456,101 @@ absl::Status parse_listen(const config::Node& s, std::string text, ServerOptions
   out.host = host.empty() ? "0.0.0.0" : host;
   out.port = static_cast<std::uint16_t>(port);
   return absl::OkStatus();
+}
+
+// --- webhooks: (the sender, transports/http/webhooks) ------------------------------------------
+
+config::Mark mark_of_item(const YAML::Node& item, const std::string& file) {
+  config::Mark m;
+  m.file = file;
+  m.line = item.Mark().line + 1;
+  m.column = item.Mark().column + 1;
+  return m;
+}
+
+absl::Status parse_secret(const config::Node& at, std::string_view key, const std::string& text,
+                          std::vector<http::webhook::Secret>& out) {
+  auto secret = http::webhook::Secret::parse(text);
+  if (!secret.ok()) {
+    return config::error_at(at.mark_of(key), at.context() + ": " + std::string(key) + ": " +
+                                                 std::string(secret.status().message()));
+  }
+  out.push_back(*secret);
+  return absl::OkStatus();
+}
+
+absl::Status parse_webhooks(const config::Node& s, patchbay::webhook::SenderOptions& w) {
+  config::Node n;
+  PB_TRY(take(s.get_map("webhooks"), n));
+  const auto file = s.mark().file;
+  const auto& yaml = n.yaml();
+  PB_TRY(take(n.get_string("outbox", ""), w.outbox));
+  if (n.has("schedule")) {
+    const YAML::Node list = yaml["schedule"];
+    if (!list.IsSequence() || list.size() == 0) {
+      return config::error_at(n.mark_of("schedule"), n.context() + ": schedule must be a non-empty list of delays, e.g. [0s, 5s, 5m]");
+    }
+    w.schedule.clear();
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const auto text = list[i].IsScalar() ? list[i].Scalar() : std::string();
+      auto d = patchbay::webhook::parse_duration(text);
+      if (!d) {
+        return config::error_at(mark_of_item(list[i], file),
+                                n.context() + ": schedule step '" + text + "' is not a delay like 250ms, 5s, 5m, 2h");
+      }
+      w.schedule.push_back(*d);
+    }
+  }
+  PB_TRY(take(n.get_double("jitter", w.jitter), w.jitter));
+  if (w.jitter < 0 || w.jitter >= 1) return config::error_at(n.mark_of("jitter"), n.context() + ": jitter must be in [0, 1)");
+  PB_TRY(read_duration(n, "timeout", w.timeout));
+  if (w.timeout <= duration::zero()) return config::error_at(n.mark_of("timeout"), n.context() + ": timeout must be positive");
+  PB_TRY(read_size(n, "max_concurrency", w.max_concurrency, 1));
+  PB_TRY(take(n.get_bool("ordered", w.ordered), w.ordered));
+  PB_TRY(take(n.get_string("dead_letter", w.dead_letter), w.dead_letter));
+  PB_TRY(take(n.get_string_list("allow", {}), w.allow));
+  if (auto p = http::ssrf::Policy::parse(w.allow); !p.ok()) {
+    return config::error_at(n.mark_of("allow"), n.context() + ": allow: " + std::string(p.status().message()));
+  }
+  PB_TRY(take(n.get_string("api_token", ""), w.api_token));
+  std::chrono::milliseconds overlap = std::chrono::duration_cast<std::chrono::milliseconds>(w.rotation_overlap);
+  {
+    auto v = n.get_duration("rotation_overlap", overlap);
+    if (!v.ok()) return v.status();
+    w.rotation_overlap = std::chrono::duration_cast<std::chrono::seconds>(*v);
+  }
+  if (n.has("endpoints")) {
+    const YAML::Node list = yaml["endpoints"];
+    if (!list.IsSequence()) return config::error_at(n.mark_of("endpoints"), n.context() + ": endpoints must be a list");
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      config::Node e(list[i], file, absl::StrCat(n.context(), " endpoint ", i + 1));
+      patchbay::webhook::EndpointSpec spec;
+      PB_TRY(take(e.require_string("url"), spec.url));
+      if (auto st = http::ssrf::check_url_syntax(spec.url); !st.ok()) {
+        return config::error_at(e.mark_of("url"), e.context() + ": " + std::string(st.message()));
+      }
+      PB_TRY(take(e.get_string_list("topics", {}), spec.topics));
+      if (spec.topics.empty()) return config::error_at(e.mark(), e.context() + ": topics must name at least one topic");
+      std::string secret;
+      PB_TRY(take(e.get_string("secret", ""), secret));
+      if (!secret.empty()) PB_TRY(parse_secret(e, "secret", secret, spec.secrets));
+      std::vector<std::string> more;
+      PB_TRY(take(e.get_string_list("secrets", {}), more));
+      for (const auto& m : more) PB_TRY(parse_secret(e, "secrets", m, spec.secrets));
+      if (spec.secrets.empty()) {
+        return config::error_at(e.mark(), e.context() + ": needs secret: whsec_<base64> (the receiver verifies with it)");
+      }
+      if (e.has("ordered")) {
+        bool ordered = false;
+        PB_TRY(take(e.get_bool("ordered", false), ordered));
+        spec.ordered = ordered;
+      }
+      PB_TRY(read_size(e, "max_concurrency", spec.max_concurrency, 1));
+      PB_TRY(e.check_unknown_keys());
+      w.endpoints.push_back(std::move(spec));
+    }
+  }
+  return n.check_unknown_keys();
 }
 
 absl::StatusOr<std::shared_ptr<Transport>> make_http(const TransportContext& ctx) {
@@ -528,6 +644,11 @@ absl::StatusOr<std::shared_ptr<Transport>> make_http(const TransportContext& ctx
         out.routes.push_back(std::move(spec));
       }
     }
+    if (s.has("webhooks")) {
+      patchbay::webhook::SenderOptions w;
+      PB_TRY(parse_webhooks(s, w));
+      out.webhooks = std::move(w);
+    }
     if (s.has("bridges")) {
       const YAML::Node list = yaml["bridges"];
       if (!list.IsSequence()) return config::error_at(s.mark_of("bridges"), s.context() + ": bridges must be a list");
@@ -544,7 +665,7 @@ absl::StatusOr<std::shared_ptr<Transport>> make_http(const TransportContext& ctx
     }
   } else {
     for (auto key : {"limits", "tls", "history", "topics", "open_topics", "http_publish", "cors_origin", "sse", "poll", "websocket", "routes",
-                     "bridges"}) {
+                     "bridges", "webhooks"}) {
       if (s.has(key)) {
         return config::error_at(s.mark_of(key), s.context() + ": '" + key + "' needs listen: (it configures the server)");
       }
@@ -569,7 +690,14 @@ absl::StatusOr<std::shared_ptr<Transport>> make_http(const TransportContext& ctx
   // No User-Agent of our own: every header field of a request becomes a message header.
   c.user_agent.clear();
 
-  return std::shared_ptr<Transport>(std::make_shared<HttpTransport>(ctx.ex, ctx.name, std::move(out), ctx.lookup));
+  const bool webhooks = out.webhooks.has_value();
+  auto transport = std::make_shared<HttpTransport>(ctx.ex, ctx.name, std::move(out), ctx.lookup);
+  if (webhooks) {
+    if (auto st = transport->init_webhooks(); !st.ok()) {
+      return config::error_at(s.mark_of("webhooks"), s.context() + ": webhooks: " + std::string(st.message()));
+    }
+  }
+  return std::shared_ptr<Transport>(std::move(transport));
 }
 
 absl::Status register_http(Registry& registry) { return registry.add_transport("http", make_http); }

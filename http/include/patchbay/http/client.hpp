@@ -22,14 +22,17 @@
 #include <patchbay/asio.hpp>
 #include <patchbay/http/tls.hpp>
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace patchbay::http {
 
@@ -47,6 +50,13 @@ struct ClientOptions {
   std::size_t body_limit = 64 * 1024 * 1024;             ///< largest response body (request())
   TlsClientOptions tls;                                  ///< for https:// URLs
   std::string user_agent = "patchbay/0.1";
+  /// Replaces name resolution for every host, names and literal addresses alike: returns the
+  /// addresses to connect to, or throws system_error to refuse the call (its text ends up in
+  /// the call's error). The webhook sender checks every address against its SSRF policy here
+  /// (patchbay/http/ssrf.hpp), so a connection only ever goes to an address that was checked.
+  /// Runs on a connection's strand; the call's deadline bounds it.
+  std::function<awaitable<std::vector<asio::ip::tcp::endpoint>>(std::string host, unsigned short port, bool tls)>
+      resolve;
   ClientOptions() {}
 };
 

@@ -171,6 +171,17 @@ class Hub : public std::enable_shared_from_this<Hub> {
   /// Adds the hub's routes to `server`.
   void mount(Server& server);
 
+  // --- publish observer (webhook outbox, transports/http/webhooks) -----------------------
+  /// Called synchronously by publish() for every message, under the topic's lock, once the
+  /// entry has its position and before it enters the ring and publish() returns: so whatever
+  /// the observer records (the webhook sender writes its durable outbox rows here) is recorded
+  /// before the publish is acknowledged (POST /topics/{topic} answers after it). Calls for one
+  /// topic come one at a time, in position order. If the observer throws, the message is not
+  /// stored and publish() throws that exception (POST answers 503). It must not call back into
+  /// the hub. nullptr removes it.
+  using PublishObserver = std::function<void(const HubEntry& entry)>;
+  void set_publish_observer(PublishObserver observer);
+
   /// Closes every SSE connection (clients reconnect and resume with Last-Event-ID): to move
   /// clients to other instances before maintenance, and for tests.
   void drop_connections();
