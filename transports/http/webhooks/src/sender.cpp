@@ -812,6 +812,7 @@ absl::StatusOr<std::shared_ptr<Sender>> Sender::create(executor ex, std::shared_
     impl.configure(*ep);
     impl.endpoints.emplace(ep->id, ep);
   }
+  sender->recover();
   return sender;
 }
 
@@ -827,14 +828,9 @@ Sender::~Sender() {
   }
 }
 
-void Sender::start() {
+void Sender::recover() {
   auto& impl = *impl_;
-  // The dead-letter topic exists from the start, so readers can subscribe to it before the
-  // first dead letter. Before taking mu: the hub's locks come before the sender's.
-  if (!impl.options.dead_letter.empty()) impl.hub->declare(impl.options.dead_letter);
   std::lock_guard lock(impl.mu);
-  if (impl.started) return;
-  impl.started = true;
   // What the outbox holds: pending deliveries from an earlier run.
   std::map<std::int64_t, std::shared_ptr<Stored>> messages;
   std::size_t orphans = 0;
@@ -863,10 +859,22 @@ void Sender::start() {
     log_line(absl::StrCat(orphans, " pending deliveries in the outbox belong to endpoints no longer configured "
                                    "or disabled: left in the outbox"));
   }
+  // From now on every publish on the hub is recorded, also before start(): a message the hub
+  // acknowledged while the transport was still starting is delivered once delivery starts.
   std::weak_ptr<Impl> weak = impl_;
   impl.hub->set_publish_observer([weak](const http::HubEntry& e) {
     if (auto s = weak.lock()) s->on_publish(e);
   });
+}
+
+void Sender::start() {
+  auto& impl = *impl_;
+  // The dead-letter topic exists from the start, so readers can subscribe to it before the
+  // first dead letter. Before taking mu: the hub's locks come before the sender's.
+  if (!impl.options.dead_letter.empty()) impl.hub->declare(impl.options.dead_letter);
+  std::lock_guard lock(impl.mu);
+  if (impl.started) return;
+  impl.started = true;
   for (auto& [id, ep] : impl.endpoints) impl.spawn_dispatcher(ep);
   asio::post(impl.flush_strand, [self = impl_] { asio::co_spawn(self->flush_strand, Impl::flusher(self), asio::detached); });
 }

@@ -142,10 +142,14 @@ class Env {
   }
 
   void start(SenderOptions o) {
+    create(std::move(o));
+    sender->start();
+  }
+  /// The sender, not started.
+  void create(SenderOptions o) {
     auto s = Sender::create(io_.get_executor(), hub, std::move(o));
     ASSERT_TRUE(s.ok()) << s.status();
     sender = *s;
-    sender->start();
   }
 
   std::string publish(const std::string& body, const std::string& topic = "prices") {
@@ -333,6 +337,23 @@ TEST(WebhookSender, DeliversSignedWithTheMessageHeaders) {
   // A topic nobody subscribes to writes no outbox row and sends nothing.
   env.publish("other", "unrelated");
   EXPECT_EQ(env.sender->stats().pending, 0u);
+}
+
+// A publish the hub acknowledges after the sender was created but before start() (the runtime
+// still starting) is recorded, and delivered once delivery starts; nothing is sent before.
+TEST(WebhookSender, APublishBeforeStartIsDeliveredAfterStart) {
+  Env env;
+  env.create(env.options());
+  ASSERT_TRUE(env.sender);
+  const auto id = env.publish("early");
+  EXPECT_EQ(env.sender->stats().pending, 1u);
+  EXPECT_EQ(env.count(), 0u);
+  env.sender->start();
+  ASSERT_TRUE(eventually([&] { return env.sender->stats().delivered == 1; }));
+  auto r = env.received();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].id, id);
+  EXPECT_EQ(r[0].body, "early");
 }
 
 TEST(WebhookSender, RetryScheduleOnASimulatedClock) {

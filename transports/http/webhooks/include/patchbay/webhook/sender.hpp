@@ -152,14 +152,16 @@ class Outbox;
 class Sender : public std::enable_shared_from_this<Sender> {
  public:
   /// Opens the outbox (errors name the file: corrupt, locked by another process, not an outbox,
-  /// newer schema), checks the options and the static endpoints. Nothing runs before start().
+  /// newer schema), checks the options and the static endpoints, reads the pending deliveries
+  /// the outbox holds and starts recording the hub's publishes (so a publish acknowledged before
+  /// start() is delivered too). Nothing is sent before start().
   static absl::StatusOr<std::shared_ptr<Sender>> create(executor ex, std::shared_ptr<http::Hub> hub,
                                                         SenderOptions options);
   ~Sender();
   Sender(const Sender&) = delete;
   Sender& operator=(const Sender&) = delete;
 
-  /// Observes the hub's publishes and starts delivering, beginning with what the outbox holds.
+  /// Starts delivering, beginning with what the outbox holds.
   void start();
   /// Stops delivering (idempotent). Attempts in flight get up to `drain` to finish; the rows of
   /// those that do not are retried at the next start. Publishes keep being recorded until the
@@ -190,6 +192,7 @@ class Sender : public std::enable_shared_from_this<Sender> {
   struct Impl;
 
  private:
+  void recover();  // create(): the outbox's pending deliveries, then the publish observer
   Sender() = default;
   std::shared_ptr<Impl> impl_;
 };
